@@ -49,6 +49,12 @@ fn main() -> Result<(), LoraError> {
     let path = std::env::temp_dir().join("loc_example_lora.safetensors");
     save_lora(&path, &lora, &targets, 1, &ExportOptions::new(LoraFormat::Kohya))?;
     let file = load_lora(&path, &targets, &device)?;
-    println!("wrote {} ({:?}, {} targets, metadata: ss_network_dim = {})", path.display(), file.format, file.set.len(), file.metadata["ss_network_dim"]);
+    println!(
+        "wrote {} ({:?}, {} targets, metadata: ss_network_dim = {})",
+        path.display(),
+        file.format,
+        file.set.len(),
+        file.metadata["ss_network_dim"]
+    );
     Ok(())
 }

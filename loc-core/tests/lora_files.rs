@@ -27,7 +27,8 @@ fn generated_set(device: &Device) -> LoraSet {
         .enumerate()
         .map(|(i, t)| {
             let rank = if i % 2 == 0 { 2 } else { 4 };
-            let delta = LoraDelta::new(randn([2, rank, t.d_in], device), randn([2, t.d_out, rank], device), 0.5 + i as f32);
+            let delta =
+                LoraDelta::new(randn([2, rank, t.d_in], device), randn([2, t.d_out, rank], device), 0.5 + i as f32);
             (t.path.clone(), delta)
         })
         .collect()
@@ -48,7 +49,10 @@ fn assert_updates_close(found: &HashMap<String, Vec<f32>>, expected: &HashMap<St
     }
 }
 
-fn read_header(path: &Path) -> (Vec<(String, Vec<usize>)>, HashMap<String, String>) {
+/// Tensor names with their shapes, sorted.
+type Keys = Vec<(String, Vec<usize>)>;
+
+fn read_header(path: &Path) -> (Keys, HashMap<String, String>) {
     let bytes = std::fs::read(path).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
     let mut keys: Vec<_> = tensors.iter().map(|(k, v)| (k.to_string(), v.shape().to_vec())).collect();
@@ -143,7 +147,9 @@ fn a_loaded_file_merges_into_the_model_like_the_dynamic_path() {
     let path = dir.path().join("edit.safetensors");
     let t = &targets()[1];
     let layer = LoraLayerConfig::new(t.d_in, t.d_out).init_linear(&t.path, &device);
-    let set: LoraSet = [(t.path.clone(), LoraDelta::new(randn([2, 3, 12], &device), randn([2, 8, 3], &device), 0.3))].into_iter().collect();
+    let set: LoraSet = [(t.path.clone(), LoraDelta::new(randn([2, 3, 12], &device), randn([2, 8, 3], &device), 0.3))]
+        .into_iter()
+        .collect();
     save_lora(&path, &set, &targets(), 1, &ExportOptions::new(LoraFormat::Kohya)).unwrap();
     let loaded = load_lora(&path, &targets(), &device).unwrap().set;
     let merged = layer.clone().merge(loaded.get(&t.path).unwrap(), 0, 1.0);
@@ -152,7 +158,8 @@ fn a_loaded_file_merges_into_the_model_like_the_dynamic_path() {
 }
 
 fn write_file(path: &Path, tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)]) {
-    let views: Vec<_> = tensors.iter().map(|(k, d, s, b)| (k.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let views: Vec<_> =
+        tensors.iter().map(|(k, d, s, b)| (k.to_string(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
@@ -167,17 +174,23 @@ fn unknown_targets_wrong_shapes_and_missing_factors_name_the_key() {
     let path = dir.path().join("bad.safetensors");
     let q = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
 
-    write_file(&path, &[
-        ("lora_unet_down_blocks_9_attn1_to_q.lora_down.weight", Dtype::F32, vec![2, 8], f32s(16)),
-        ("lora_unet_down_blocks_9_attn1_to_q.lora_up.weight", Dtype::F32, vec![8, 2], f32s(16)),
-    ]);
+    write_file(
+        &path,
+        &[
+            ("lora_unet_down_blocks_9_attn1_to_q.lora_down.weight", Dtype::F32, vec![2, 8], f32s(16)),
+            ("lora_unet_down_blocks_9_attn1_to_q.lora_up.weight", Dtype::F32, vec![8, 2], f32s(16)),
+        ],
+    );
     let err = load_lora(&path, &targets(), &device).unwrap_err().to_string();
     assert!(err.contains("lora_unet_down_blocks_9_attn1_to_q.lora_") && err.contains("bad.safetensors"), "{err}");
 
-    write_file(&path, &[
-        (&format!("{q}.lora_down.weight"), Dtype::F32, vec![2, 8], f32s(16)),
-        (&format!("{q}.lora_up.weight"), Dtype::F32, vec![7, 2], f32s(14)),
-    ]);
+    write_file(
+        &path,
+        &[
+            (&format!("{q}.lora_down.weight"), Dtype::F32, vec![2, 8], f32s(16)),
+            (&format!("{q}.lora_up.weight"), Dtype::F32, vec![7, 2], f32s(14)),
+        ],
+    );
     let err = load_lora(&path, &targets(), &device).unwrap_err().to_string();
     assert!(err.contains(&format!("{q}.lora_up.weight")) && err.contains("[7, 2]") && err.contains("[8, 2]"), "{err}");
 
@@ -192,7 +205,8 @@ fn unknown_targets_wrong_shapes_and_missing_factors_name_the_key() {
     assert!(err.contains("absent.safetensors"), "{err}");
 
     let set = generated_set(&device);
-    let err = save_lora(&path, &set, &targets()[..2], 0, &ExportOptions::new(LoraFormat::Kohya)).unwrap_err().to_string();
+    let err =
+        save_lora(&path, &set, &targets()[..2], 0, &ExportOptions::new(LoraFormat::Kohya)).unwrap_err().to_string();
     assert!(err.contains("mid_block.attentions.0.proj_in") && err.contains("not a target"), "{err}");
 }
 
@@ -202,13 +216,17 @@ fn half_precision_files_are_read_as_f32() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("half.safetensors");
     let q = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q";
-    let halves = |vals: &[f32]| -> Vec<u8> { vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect() };
+    let halves =
+        |vals: &[f32]| -> Vec<u8> { vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect() };
     let down: Vec<f32> = (0..16).map(|i| i as f32 * 0.25).collect();
     let up: Vec<f32> = (0..16).map(|i| 1.0 - i as f32 * 0.125).collect();
-    write_file(&path, &[
-        (&format!("{q}.lora_A.weight"), Dtype::F16, vec![2, 8], halves(&down)),
-        (&format!("{q}.lora_B.weight"), Dtype::F16, vec![8, 2], halves(&up)),
-    ]);
+    write_file(
+        &path,
+        &[
+            (&format!("{q}.lora_A.weight"), Dtype::F16, vec![2, 8], halves(&down)),
+            (&format!("{q}.lora_B.weight"), Dtype::F16, vec![8, 2], halves(&up)),
+        ],
+    );
     let file = load_lora(&path, &targets(), &device).unwrap();
     let delta = file.set.get("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q").unwrap();
     assert_eq!(values(delta.down.clone()), down);

@@ -121,10 +121,7 @@ fn negated_delta_gives_w_minus_delta_w_and_zero_delta_is_the_base_layer() {
     assert_eq!(values(conv.forward(image.clone(), Some(&zero))), values(conv.forward(image, None)));
 
     // Without a delta the layer is burn's Linear with the same (transposed) weights.
-    let reference = Linear {
-        weight: Param::from_tensor(layer.weight.val().transpose()),
-        bias: layer.bias.clone(),
-    };
+    let reference = Linear { weight: Param::from_tensor(layer.weight.val().transpose()), bias: layer.bias.clone() };
     assert_close(base, reference.forward(x), 1e-6);
 }
 
@@ -164,10 +161,7 @@ fn gradients_reach_the_factors_and_their_producer_but_not_the_frozen_base() {
 }
 
 fn set_of(targets: &[LoraTarget], n: usize, rank: usize, device: &Device) -> LoraSet {
-    targets
-        .iter()
-        .map(|t| (t.path.clone(), random_delta(n, rank, t.d_in, t.d_out, device)))
-        .collect()
+    targets.iter().map(|t| (t.path.clone(), random_delta(n, rank, t.d_in, t.d_out, device))).collect()
 }
 
 fn weight_deltas(set: &LoraSet) -> Vec<Vec<f32>> {
@@ -189,7 +183,14 @@ fn set_algebra_preserves_the_weight_updates() {
     }
     let weights = Tensor::<1>::from_floats([1.0, -1.0, 0.0], &device);
     for ((_, d), (_, w)) in set.iter().zip(set.clone().scaled_per_sample(weights).iter()) {
-        let expected = Tensor::cat(vec![d.weight_delta().narrow(0, 0, 1), d.weight_delta().narrow(0, 1, 1).neg(), d.weight_delta().narrow(0, 2, 1).zeros_like()], 0);
+        let expected = Tensor::cat(
+            vec![
+                d.weight_delta().narrow(0, 0, 1),
+                d.weight_delta().narrow(0, 1, 1).neg(),
+                d.weight_delta().narrow(0, 2, 1).zeros_like(),
+            ],
+            0,
+        );
         assert_close(w.weight_delta(), expected, 1e-6);
     }
     for ((_, d), (_, s)) in set.iter().zip(set.clone().select(&[2, 0, 2]).iter()) {
@@ -202,7 +203,7 @@ fn set_algebra_preserves_the_weight_updates() {
     }
 
     // Composition is exact and low-rank: rank 2 + 4, sum of the updates.
-    let sum = set.clone().scaled(2.0).add(other.clone().negate());
+    let sum = set.clone().scaled(2.0) + other.clone().negate();
     for (((_, a), (_, b)), (_, s)) in set.iter().zip(other.iter()).zip(sum.iter()) {
         assert_eq!(s.rank(), 6);
         assert_close(s.weight_delta(), a.weight_delta().mul_scalar(2.0) - b.weight_delta(), 1e-5);
@@ -260,7 +261,8 @@ impl Block {
 fn merging_one_sample_equals_the_dynamic_path_and_unmerging_restores_the_weights() {
     let device = device();
     let model = block(&device);
-    let mut targets = vec![model.proj_in.target.clone(), model.attn1.to_q.target.clone(), model.attn1.to_out[0].target.clone()];
+    let mut targets =
+        vec![model.proj_in.target.clone(), model.attn1.to_q.target.clone(), model.attn1.to_out[0].target.clone()];
     targets.push(LoraTarget::linear("ff", 4, 3));
     let set = set_of(&targets, 3, 2, &device);
     let x = randn([1, 4, 2, 3], &device);
@@ -270,7 +272,10 @@ fn merging_one_sample_equals_the_dynamic_path_and_unmerging_restores_the_weights
         let no_ff: LoraSet = set.iter().filter(|(p, _)| *p != "ff").map(|(p, d)| (p.to_string(), d.clone())).collect();
         let ff_delta = set.get("ff").unwrap().clone().select(&[1]);
         let ff_weight = ff_delta.weight_delta().reshape([3, 4]).transpose();
-        let model = Block { ff: Linear { weight: Param::from_tensor(model.ff.weight.val() + ff_weight), bias: model.ff.bias.clone() }, ..model.clone() };
+        let model = Block {
+            ff: Linear { weight: Param::from_tensor(model.ff.weight.val() + ff_weight), bias: model.ff.bias.clone() },
+            ..model.clone()
+        };
         model.forward(x.clone(), Some(&no_ff.select(&[1])))
     };
     assert_close(merged.forward(x.clone(), None), dynamic, 1e-5);

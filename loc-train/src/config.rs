@@ -38,8 +38,10 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToyConfig {
-    /// Size of the toy "images" (vectors).
+    /// Channels of a toy pixel.
     pub dim: usize,
+    /// Pixels of a toy image.
+    pub pixels: usize,
     /// Number of edit types in the world.
     pub edits: usize,
     /// LoRA rank the hypernetwork generates.
@@ -63,6 +65,7 @@ impl Default for ToyConfig {
     fn default() -> Self {
         Self {
             dim: 16,
+            pixels: 32,
             edits: 6,
             rank: 4,
             hidden: 64,
@@ -80,10 +83,15 @@ impl Default for ToyConfig {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        let config: Config =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
-        config.validate().map_err(|(field, problem)| ConfigError::Invalid { path: path.to_path_buf(), field, problem })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        let config: Config = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+        config.validate().map_err(|(field, problem)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            problem,
+        })?;
         Ok(config)
     }
 
@@ -91,6 +99,7 @@ impl Config {
         let toy = &self.toy;
         let positive = [
             ("toy.dim", toy.dim),
+            ("toy.pixels", toy.pixels),
             ("toy.edits", toy.edits),
             ("toy.rank", toy.rank),
             ("toy.hidden", toy.hidden),

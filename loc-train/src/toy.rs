@@ -1,12 +1,15 @@
 //! LoRA Reverse on a toy linear world: the whole LoC recipe at the size of a unit test.
 //!
-//! "Images" are vectors `x ∈ R^d`; an edit `k` is a fixed linear map `E_k = I + U_k V_k^T`
-//! that commutes with the flip (so `flip(A) -> flip(A')` is the same edit). The frozen editor
-//! `G` is a [`LoraLinear`] close to the identity (it "does nothing" on its own). The
-//! hypernetwork `H` reads a pair `(A, A')` and emits one LoRA `Δ` for `G`. Training uses
-//! pairs only: `B = flip(A)`, `B' = flip(A')`; forward term `G_{+Δ}(B) ≈ B'`, reverse term
-//! `G_{-Δ}(B') ≈ B`, random exchange of `A` and `A'`. Evaluation transfers `Δ` to held-out
-//! query vectors (quads), against the do-nothing baseline.
+//! An "image" is `M` pixel vectors in `R^d` (`[M, d]`); an edit `k` is a fixed linear map
+//! `E_k = I + U_k V_k^T` applied to every pixel, so it commutes with the flip (reversing the
+//! pixel order). The frozen editor `G` is a [`LoraLinear`] close to the identity (it "does
+//! nothing" on its own), applied pixel by pixel. The hypernetwork `H` reads a pair `(A, A')`
+//! through an image-level feature (the pixel cross-covariance `A^T A' / M`) and emits one
+//! LoRA `Δ` for `G`. Training uses pairs only: `B = flip(A)`, `B' = flip(A')`; forward term
+//! `G_{+Δ}(B) ≈ B'`, reverse term `G_{-Δ}(B') ≈ B`, random exchange of `A` and `A'`.
+//! Evaluation transfers `Δ` to held-out query images (quads), against the do-nothing
+//! baseline. With `M` larger than the rank, a LoRA cannot memorise the query's pixels: it
+//! has to carry the edit.
 //!
 //! This stands in for the full trainer until the UNet editor and image hypernetwork land.
 
@@ -37,39 +40,40 @@ pub struct World {
     pub editor: LoraLinear,
 }
 
-/// Before/after vectors of one edit each, and a second pair with the same edits (quads).
+/// Before/after images (`[N, M, d]`) of one edit each, and a second pair with the same
+/// edits (quads).
 struct Quads {
-    a: Tensor<2>,
-    a_edited: Tensor<2>,
-    b: Tensor<2>,
-    b_edited: Tensor<2>,
+    a: Tensor<3>,
+    a_edited: Tensor<3>,
+    b: Tensor<3>,
+    b_edited: Tensor<3>,
 }
 
 impl World {
     pub fn new(config: &ToyConfig, device: &Device) -> Self {
         let (d, k) = (config.dim, config.edits);
         let eye = Tensor::<2>::eye(d, device);
-        let std = 1.0 / (d as f64).sqrt();
-        let raw = eye.clone().unsqueeze_dim(0) + normal([k, d, 2], std, device).matmul(normal([k, 2, d], std, device));
-        // (E + P E P) / 2 commutes with the flip P.
-        let edits = (raw.clone() + raw.flip([1, 2])).mul_scalar(0.5);
+        let std = (d as f64).powf(-0.25);
+        let edits =
+            eye.clone().unsqueeze_dim(0) + normal([k, d, 2], std, device).matmul(normal([k, 2, d], std, device));
         let mut editor = LoraLayerConfig::new(d, d).with_bias(false).init_linear(EDITOR, device);
         editor.weight = Param::from_tensor(eye + normal([d, d], 0.01, device)).set_require_grad(false);
         Self { edits, editor }
     }
 
-    /// `n` quads: random vectors `a`, `b` and a random edit `k` per row.
-    fn quads(&self, n: usize, device: &Device) -> Quads {
+    /// `n` quads of `pixels`-pixel images `a`, `b` and a random edit `k` per quad.
+    fn quads(&self, n: usize, pixels: usize, device: &Device) -> Quads {
         let [k, d, _] = self.edits.dims();
         let ids = Tensor::<1>::random([n], Distribution::Uniform(0.0, k as f64), device).floor().int();
-        let edits = self.edits.clone().select(0, ids);
-        let apply = |x: &Tensor<2>| edits.clone().matmul(x.clone().unsqueeze_dim(2)).squeeze_dim(2);
-        let (a, b) = (normal([n, d], 1.0, device), normal([n, d], 1.0, device));
+        let transposed = self.edits.clone().select(0, ids).swap_dims(1, 2);
+        let apply = |x: &Tensor<3>| x.clone().matmul(transposed.clone());
+        let (a, b) = (normal([n, pixels, d], 1.0, device), normal([n, pixels, d], 1.0, device));
         Quads { a_edited: apply(&a), b_edited: apply(&b), a, b }
     }
 }
 
-/// `H`: `concat(A, A')` -> MLP -> heads `S` for the `down` and `up` factors of the editor.
+/// `H`: the pair's cross-covariance -> fusion `P` -> MLP -> heads `S` for the `down` and `up`
+/// factors of the editor.
 #[derive(Module, Debug)]
 pub struct ToyHypernet {
     fusion: Linear,
@@ -87,7 +91,7 @@ impl ToyHypernet {
     pub fn new(config: &ToyConfig, device: &Device) -> Self {
         let (d, r, h) = (config.dim, config.rank, config.hidden);
         Self {
-            fusion: LinearConfig::new(2 * d, h).init(device),
+            fusion: LinearConfig::new(d * d, h).init(device),
             hidden: LinearConfig::new(h, h).init(device),
             down_head: LinearConfig::new(h, r * d).init(device),
             up_head: LinearConfig::new(h, d * r).with_initializer(Initializer::Zeros).init(device),
@@ -96,10 +100,11 @@ impl ToyHypernet {
         }
     }
 
-    /// One LoRA per pair: `[N, d]` twice -> a set with `N` samples for the editor.
-    pub fn forward(&self, before: Tensor<2>, after: Tensor<2>) -> LoraSet {
-        let n = before.dims()[0];
-        let h = gelu(self.fusion.forward(Tensor::cat(vec![before, after], 1)));
+    /// One LoRA per pair: `[N, M, d]` twice -> a set with `N` samples for the editor.
+    pub fn forward(&self, before: Tensor<3>, after: Tensor<3>) -> LoraSet {
+        let [n, pixels, d] = before.dims();
+        let cross = before.swap_dims(1, 2).matmul(after).div_scalar(pixels as f32).reshape([n, d * d]);
+        let h = gelu(self.fusion.forward(cross));
         let h = gelu(self.hidden.forward(h));
         let down = self.down_head.forward(h.clone()).reshape([n, self.rank, self.dim]);
         let up = self.up_head.forward(h).reshape([n, self.dim, self.rank]);
@@ -107,17 +112,23 @@ impl ToyHypernet {
     }
 }
 
-/// Mean squared error per sample, `[N]`.
-fn mse_rows(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
-    (a - b).powi_scalar(2).mean_dim(1).squeeze_dim(1)
+/// Mean squared error per sample, `[N, M, d]` -> `[N]`.
+fn mse_rows(a: Tensor<3>, b: Tensor<3>) -> Tensor<1> {
+    let n = a.dims()[0];
+    (a - b).powi_scalar(2).reshape([n as i32, -1]).mean_dim(1).squeeze_dim(1)
 }
 
 /// One LoRA Reverse batch from pairs `(A, A')`; returns (forward loss, reverse loss).
-fn lora_reverse_losses(world: &World, hyper: &ToyHypernet, config: &ToyConfig, device: &Device) -> (Tensor<1>, Tensor<1>) {
+fn lora_reverse_losses(
+    world: &World,
+    hyper: &ToyHypernet,
+    config: &ToyConfig,
+    device: &Device,
+) -> (Tensor<1>, Tensor<1>) {
     let n = config.batch_size;
-    let pairs = world.quads(n, device);
+    let pairs = world.quads(n, config.pixels, device);
     // Random exchange: present (A', A) with probability p.
-    let swap = Tensor::<2>::random([n, 1], Distribution::Bernoulli(config.exchange_prob), device);
+    let swap = Tensor::<3>::random([n, 1, 1], Distribution::Bernoulli(config.exchange_prob), device);
     let keep = swap.clone().neg().add_scalar(1.0);
     let before = pairs.a.clone() * keep.clone() + pairs.a_edited.clone() * swap.clone();
     let after = pairs.a_edited * keep + pairs.a * swap;
@@ -173,15 +184,19 @@ pub fn run(config: &ToyConfig, seed: u64, output_dir: &Path, mut log: impl FnMut
     let hyper = hyper.valid();
     let eval_device = Device::flex();
     let editor = world.editor.valid();
-    let quads = world.quads(config.eval_quads, &eval_device);
+    let quads = world.quads(config.eval_quads, config.pixels, &eval_device);
     let lora = hyper.forward(quads.a.clone(), quads.a_edited.clone());
     let report = ToyReport {
         steps: config.steps,
         final_forward_loss: forward_loss,
         final_reverse_loss: reverse_loss,
-        transfer_mse: scalar(mse_rows(editor.forward_lora(quads.b.clone(), Some(&lora)), quads.b_edited.clone()).mean()),
+        transfer_mse: scalar(
+            mse_rows(editor.forward_lora(quads.b.clone(), Some(&lora)), quads.b_edited.clone()).mean(),
+        ),
         no_lora_mse: scalar(mse_rows(editor.forward(quads.b.clone(), None), quads.b_edited.clone()).mean()),
-        reverse_transfer_mse: scalar(mse_rows(editor.forward_lora(quads.b_edited, Some(&lora.clone().negate())), quads.b).mean()),
+        reverse_transfer_mse: scalar(
+            mse_rows(editor.forward_lora(quads.b_edited, Some(&lora.clone().negate())), quads.b).mean(),
+        ),
     };
 
     std::fs::create_dir_all(output_dir)?;
@@ -207,7 +222,7 @@ mod tests {
         device.seed(3);
         let world = World::new(&config, &device);
         let hyper = ToyHypernet::new(&config, &device);
-        let quads = world.quads(8, &device);
+        let quads = world.quads(8, config.pixels, &device);
         let lora = hyper.forward(quads.a, quads.a_edited);
         let with = world.editor.forward_lora(quads.b.clone(), Some(&lora));
         let without = world.editor.forward(quads.b, None);
@@ -225,7 +240,8 @@ mod tests {
             report.no_lora_mse
         );
         assert!(report.reverse_transfer_mse < 0.5 * report.no_lora_mse, "{report:?}");
-        let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap()).unwrap();
+        let written: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("metrics.json")).unwrap()).unwrap();
         assert_eq!(written["steps"], 150);
         assert!(dir.path().join("toy_lora.safetensors").exists());
     }

@@ -1,6 +1,7 @@
 //! Per-sample LoRA deltas (`Δ`) and sets of them, one per target.
 
 use std::collections::BTreeMap;
+use std::ops::Add;
 
 use burn::prelude::*;
 
@@ -33,11 +34,7 @@ impl LoraDelta {
 
     /// A delta that changes nothing (`up = 0`), for `n` samples at rank `rank`.
     pub fn zeros(target: &LoraTarget, n: usize, rank: usize, device: &Device) -> Self {
-        Self::new(
-            Tensor::zeros([n, rank, target.d_in], device),
-            Tensor::zeros([n, target.d_out, rank], device),
-            1.0,
-        )
+        Self::new(Tensor::zeros([n, rank, target.d_in], device), Tensor::zeros([n, target.d_out, rank], device), 1.0)
     }
 
     pub fn batch_size(&self) -> usize {
@@ -126,20 +123,6 @@ impl LoraDelta {
             })
             .unzip();
         Self::new(Tensor::cat(downs, 0), Tensor::cat(ups, 0), scale)
-    }
-
-    /// Composition `Δ1 + Δ2`: the factors concatenated along the rank, so the sum stays exact
-    /// and low-rank (rank `r1 + r2`). A single-sample delta is broadcast over the other's batch.
-    pub fn add(self, other: Self) -> Self {
-        let (a, b) = match (self.batch_size(), other.batch_size()) {
-            (n, m) if n == m => (self, other),
-            (1, m) => (self.repeat(m), other),
-            (n, 1) => (self, other.repeat(n)),
-            (n, m) => panic!("cannot add LoRA deltas with batch sizes {n} and {m}"),
-        };
-        let scale = if a.scale == 0.0 { 1.0 } else { a.scale };
-        let (a, b) = (a.with_scale(scale), b.with_scale(scale));
-        Self::new(Tensor::cat(vec![a.down, b.down], 1), Tensor::cat(vec![a.up, b.up], 2), scale)
     }
 
     /// The materialised per-sample weight update `scale · up · down`, `[N, d_out, d_in]`.
@@ -271,19 +254,6 @@ impl LoraSet {
         first.into_iter().zip(columns).map(|(p, ds)| (p, LoraDelta::cat(ds))).collect()
     }
 
-    /// Composition `Δ1 + Δ2`, target by target (union of targets).
-    pub fn add(self, other: Self) -> Self {
-        let mut deltas = self.deltas;
-        for (path, delta) in other.deltas {
-            let sum = match deltas.remove(&path) {
-                Some(mine) => mine.add(delta),
-                None => delta,
-            };
-            deltas.insert(path, sum);
-        }
-        Self { deltas }
-    }
-
     /// Checks every delta against `targets`: each path must be a target, with matching
     /// dimensions. The error names the path.
     pub fn check(&self, targets: &[LoraTarget]) -> Result<(), LoraError> {
@@ -305,5 +275,40 @@ impl FromIterator<(String, LoraDelta)> for LoraSet {
             set.insert(path, delta);
         }
         set
+    }
+}
+
+impl Add for LoraDelta {
+    type Output = Self;
+
+    /// Composition `Δ1 + Δ2`: the factors concatenated along the rank, so the sum stays exact
+    /// and low-rank (rank `r1 + r2`). A single-sample delta is broadcast over the other's batch.
+    fn add(self, other: Self) -> Self {
+        let (a, b) = match (self.batch_size(), other.batch_size()) {
+            (n, m) if n == m => (self, other),
+            (1, m) => (self.repeat(m), other),
+            (n, 1) => (self, other.repeat(n)),
+            (n, m) => panic!("cannot add LoRA deltas with batch sizes {n} and {m}"),
+        };
+        let scale = if a.scale == 0.0 { 1.0 } else { a.scale };
+        let (a, b) = (a.with_scale(scale), b.with_scale(scale));
+        Self::new(Tensor::cat(vec![a.down, b.down], 1), Tensor::cat(vec![a.up, b.up], 2), scale)
+    }
+}
+
+impl Add for LoraSet {
+    type Output = Self;
+
+    /// Composition `Δ1 + Δ2`, target by target (union of targets).
+    fn add(self, other: Self) -> Self {
+        let mut deltas = self.deltas;
+        for (path, delta) in other.deltas {
+            let sum = match deltas.remove(&path) {
+                Some(mine) => mine + delta,
+                None => delta,
+            };
+            deltas.insert(path, sum);
+        }
+        Self { deltas }
     }
 }

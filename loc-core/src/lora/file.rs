@@ -68,7 +68,13 @@ pub struct LoraFile {
 /// Strength and negation are folded into `up`. kohya files get the same `alpha` for every
 /// module (the largest rank), per-target scales folded into `up`: tools that read the files
 /// disagree on per-module alphas, never on a shared one.
-pub fn save_lora(path: &Path, set: &LoraSet, targets: &[LoraTarget], sample: usize, options: &ExportOptions) -> Result<(), LoraError> {
+pub fn save_lora(
+    path: &Path,
+    set: &LoraSet,
+    targets: &[LoraTarget],
+    sample: usize,
+    options: &ExportOptions,
+) -> Result<(), LoraError> {
     set.check(targets)?;
     let batch_size = set.batch_size().unwrap_or(0);
     if sample >= batch_size {
@@ -142,7 +148,8 @@ pub fn load_lora(path: &Path, targets: &[LoraTarget], device: &Device) -> Result
     };
     let file = FileReader { path, tensors: &tensors, format };
 
-    let by_module: HashMap<String, &LoraTarget> = targets.iter().flat_map(|t| file.module_names(t).into_iter().map(move |n| (n, t))).collect();
+    let by_module: HashMap<String, &LoraTarget> =
+        targets.iter().flat_map(|t| file.module_names(t).into_iter().map(move |n| (n, t))).collect();
     let (down_suffix, up_suffix) = format.suffixes();
     let mut found: Vec<(&str, &LoraTarget)> = Vec::new();
     for key in names {
@@ -150,7 +157,11 @@ pub fn load_lora(path: &Path, targets: &[LoraTarget], device: &Device) -> Result
             .iter()
             .filter(|s| format == LoraFormat::Kohya || **s != ".alpha")
             .find_map(|s| key.strip_suffix(s))
-            .ok_or_else(|| LoraError::UnexpectedKey { path: path.to_path_buf(), key: key.to_string(), format: format.name() })?;
+            .ok_or_else(|| LoraError::UnexpectedKey {
+                path: path.to_path_buf(),
+                key: key.to_string(),
+                format: format.name(),
+            })?;
         let target = by_module
             .get(module)
             .ok_or_else(|| LoraError::UnknownTarget { path: path.to_path_buf(), key: key.to_string() })?;
@@ -177,10 +188,16 @@ pub fn load_lora(path: &Path, targets: &[LoraTarget], device: &Device) -> Result
             }
             _ => 1.0,
         };
-        let down = Tensor::<1>::from_data(TensorData::new(down.values, [rank * target.d_in]), device)
-            .reshape([1, rank, target.d_in]);
-        let up = Tensor::<1>::from_data(TensorData::new(up.values, [target.d_out * rank]), device)
-            .reshape([1, target.d_out, rank]);
+        let down = Tensor::<1>::from_data(TensorData::new(down.values, [rank * target.d_in]), device).reshape([
+            1,
+            rank,
+            target.d_in,
+        ]);
+        let up = Tensor::<1>::from_data(TensorData::new(up.values, [target.d_out * rank]), device).reshape([
+            1,
+            target.d_out,
+            rank,
+        ]);
         set.insert(target.path.clone(), LoraDelta::new(down, up, scale));
     }
     Ok(LoraFile { format, set, metadata })
@@ -203,7 +220,9 @@ impl FileReader<'_> {
     fn module_names(&self, target: &LoraTarget) -> Vec<String> {
         match self.format {
             LoraFormat::Kohya => vec![target.kohya_name()],
-            LoraFormat::Peft => vec![target.peft_name(), format!("base_model.model.{}", target.path), target.path.clone()],
+            LoraFormat::Peft => {
+                vec![target.peft_name(), format!("base_model.model.{}", target.path), target.path.clone()]
+            }
         }
     }
 
@@ -214,10 +233,18 @@ impl FileReader<'_> {
             .map_err(|_| LoraError::MissingTensor { path: self.path.to_path_buf(), key: key.to_string() })?;
         let values = match view.dtype() {
             Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => view.data().chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::F16 => {
+                view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
+            Dtype::BF16 => {
+                view.data().chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+            }
             other => {
-                return Err(LoraError::UnsupportedDtype { path: self.path.to_path_buf(), key: key.to_string(), dtype: format!("{other:?}") });
+                return Err(LoraError::UnsupportedDtype {
+                    path: self.path.to_path_buf(),
+                    key: key.to_string(),
+                    dtype: format!("{other:?}"),
+                });
             }
         };
         Ok(FileTensor { shape: view.shape().to_vec(), values })
@@ -227,7 +254,12 @@ impl FileReader<'_> {
         if found == expected {
             Ok(())
         } else {
-            Err(LoraError::ShapeMismatch { path: self.path.to_path_buf(), key: key.to_string(), expected: expected.to_vec(), found: found.to_vec() })
+            Err(LoraError::ShapeMismatch {
+                path: self.path.to_path_buf(),
+                key: key.to_string(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            })
         }
     }
 }

@@ -27,7 +27,11 @@ pub struct LoraLayerConfig {
 }
 
 impl LoraLayerConfig {
-    fn init_params<const D: usize>(&self, shape: [usize; D], device: &Device) -> (Param<Tensor<D>>, Option<Param<Tensor<1>>>) {
+    fn init_params<const D: usize>(
+        &self,
+        shape: [usize; D],
+        device: &Device,
+    ) -> (Param<Tensor<D>>, Option<Param<Tensor<1>>>) {
         let (fan_in, fan_out) = (Some(self.d_input), Some(self.d_output));
         let weight = kaiming_uniform().init_with(shape, fan_in, fan_out, device).set_require_grad(false);
         let bias = self

@@ -15,10 +15,8 @@ use super::{LoraDelta, LoraError, LoraSet};
 /// found in `module`, with the right shape; otherwise nothing is returned and the error lists
 /// each problem.
 pub fn merge_lora<M: Module>(module: M, set: &LoraSet, sample: usize, strength: f32) -> Result<M, LoraError> {
-    if let Some(n) = set.batch_size() {
-        if sample >= n {
-            return Err(LoraError::SampleOutOfRange { sample, batch_size: n });
-        }
+    if let Some(n) = set.batch_size().filter(|&n| sample >= n) {
+        return Err(LoraError::SampleOutOfRange { sample, batch_size: n });
     }
     let mut merger = Merger { set, sample, strength, stack: Vec::new(), merged: Vec::new(), problems: Vec::new() };
     let module = module.map(&mut merger);

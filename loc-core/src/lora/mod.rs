@@ -4,7 +4,7 @@
 //! - [`LoraDelta`] (`Δ` in the paper): per-sample factors `down: [N, r, d_in]`,
 //!   `up: [N, d_out, r]` and a scale, so that `ΔW_n = scale · up_n · down_n`.
 //! - [`LoraSet`]: one delta per target, with the algebra LoC needs: `negate` (LoRA Reverse),
-//!   `scaled`, `select`/`repeat`/`cat` along the batch (guidance branches), `add`
+//!   `scaled`, `select`/`repeat`/`cat` along the batch (guidance branches), `+`
 //!   (composition).
 //! - [`LoraLinear`], [`LoraConv1x1`]: layers computing `base(x_n) + scale · up_n (down_n x_n)`
 //!   with batched matmuls, never materialising a per-sample weight.
