@@ -1,5 +1,22 @@
-//! LoC-rs data: before/after pairs and quads from SEED-Data-Edit, MagicBrush, a procedural
-//! world and user manifests, decoded and batched ahead of the training step.
+//! LoC-rs data: before/after pairs and quads, decoded and batched ahead of the training step.
 //!
-//! Nothing is here yet: the data sets arrive with their own issue. The crate exists so that
-//! the workspace has its final shape and dependency directions from the start.
+//! - [`record`]: what a data set yields (where the pixels are, the instruction, an id).
+//! - [`world`]: the procedural world, the embedded default (no files).
+//! - [`manifest`]: a user's JSONL of pairs or quads.
+//! - [`pipeline`]: decoding with size limits, RGB8, resize + crop, tensors in `[-1, 1]`.
+//! - [`skip`]: every item left out is counted with its reason.
+//!
+//! Every data set implements burn-dataset's [`Dataset`](burn_dataset::Dataset).
+
+pub mod error;
+pub mod jsonl;
+pub mod loader;
+pub mod manifest;
+pub mod pipeline;
+pub mod record;
+pub mod skip;
+pub mod world;
+
+pub use error::DataError;
+pub use record::{ImageSource, PairRecord, QuadRecord};
+pub use skip::{Skip, SkipKind, SkipLog};

@@ -1,0 +1,194 @@
+//! Pixels: decoding with size limits, conversion to RGB8, resizing and cropping to the training
+//! resolution (the same crop and flip for every image of a pair or quad), and tensors in
+//! `[-1, 1]`.
+
+use std::io::{Cursor, Read};
+
+use burn::prelude::*;
+use image::imageops::{self, FilterType};
+use image::{ImageReader, Limits, RgbImage};
+use rand::{Rng, RngExt};
+
+use crate::record::{ImageSource, PairRecord, QuadRecord};
+use crate::skip::{Skip, SkipKind};
+
+/// Images whose header claims more pixels than this are refused before decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageLimits {
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+impl Default for ImageLimits {
+    fn default() -> Self {
+        Self { max_width: 16_384, max_height: 16_384 }
+    }
+}
+
+/// Reads the encoded bytes behind `source` (not for [`ImageSource::Pixels`]).
+fn read_bytes(source: &ImageSource) -> Result<Vec<u8>, Skip> {
+    let what = || source.describe();
+    match source {
+        ImageSource::File(path) => std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Skip::new(SkipKind::MissingFile, what()),
+            _ => Skip::new(SkipKind::CorruptImage, format!("{}: {e}", what())),
+        }),
+        ImageSource::Bytes(bytes) => Ok(bytes.to_vec()),
+        ImageSource::ZipEntry { archive, entry, password } => {
+            let file = std::fs::File::open(archive)
+                .map_err(|e| Skip::new(SkipKind::MissingFile, format!("{}: {e}", archive.display())))?;
+            let mut zip = zip::ZipArchive::new(file)
+                .map_err(|e| Skip::new(SkipKind::CorruptImage, format!("{}: {e}", what())))?;
+            let entry_file = match password {
+                Some(password) => zip.by_name_decrypt(entry, password),
+                None => zip.by_name(entry),
+            };
+            let mut entry_file = entry_file.map_err(|e| match e {
+                zip::result::ZipError::FileNotFound => Skip::new(SkipKind::MissingFile, what()),
+                e => Skip::new(SkipKind::CorruptImage, format!("{}: {e}", what())),
+            })?;
+            let mut bytes = Vec::new();
+            entry_file
+                .read_to_end(&mut bytes)
+                .map_err(|e| Skip::new(SkipKind::CorruptImage, format!("{}: {e}", what())))?;
+            Ok(bytes)
+        }
+        ImageSource::Pixels(_) => unreachable!("pixels have no encoded bytes"),
+    }
+}
+
+/// Decodes `bytes` to RGB8 (grey, alpha and 16-bit inputs converted), refusing images larger
+/// than `limits` from their header alone.
+pub fn decode_rgb(bytes: &[u8], limits: ImageLimits, what: &str) -> Result<RgbImage, Skip> {
+    let corrupt = |e: &dyn std::fmt::Display| Skip::new(SkipKind::CorruptImage, format!("{what}: {e}"));
+    let reader = || ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| corrupt(&e));
+    let (width, height) = reader()?.into_dimensions().map_err(|e| corrupt(&e))?;
+    if width > limits.max_width || height > limits.max_height {
+        return Err(Skip::new(
+            SkipKind::ImageTooLarge,
+            format!("{what}: {width}x{height} exceeds {}x{}", limits.max_width, limits.max_height),
+        ));
+    }
+    let mut reader = reader()?;
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_image_width = Some(limits.max_width);
+    decoder_limits.max_image_height = Some(limits.max_height);
+    reader.limits(decoder_limits);
+    Ok(reader.decode().map_err(|e| corrupt(&e))?.into_rgb8())
+}
+
+/// The RGB8 pixels behind `source`.
+pub fn load_rgb(source: &ImageSource, limits: ImageLimits) -> Result<RgbImage, Skip> {
+    match source {
+        ImageSource::Pixels(image) => Ok(image.as_ref().clone()),
+        other => decode_rgb(&read_bytes(other)?, limits, &other.describe()),
+    }
+}
+
+/// How records become training images.
+#[derive(Clone, Debug)]
+pub struct Preprocess {
+    /// Output side length: the shorter side is resized to it, then a square is cropped.
+    pub resolution: u32,
+    /// A random crop window instead of the centre.
+    pub random_crop: bool,
+    /// Probability of a horizontal flip (of every image of the item together).
+    pub hflip_prob: f64,
+    pub limits: ImageLimits,
+}
+
+impl Preprocess {
+    /// Centre crop, no flip.
+    pub fn new(resolution: u32) -> Self {
+        Self { resolution, random_crop: false, hflip_prob: 0.0, limits: ImageLimits::default() }
+    }
+
+    /// Resizes and crops `images` with one crop window (as a fraction of the free space, so
+    /// images of different sizes stay aligned) and one flip decision.
+    pub fn apply(&self, images: Vec<RgbImage>, rng: &mut impl Rng) -> Vec<RgbImage> {
+        let (fx, fy) = if self.random_crop { (rng.random::<f64>(), rng.random::<f64>()) } else { (0.5, 0.5) };
+        let flip = self.hflip_prob > 0.0 && rng.random_bool(self.hflip_prob);
+        images
+            .into_iter()
+            .map(|image| {
+                let out = resize_crop(&image, self.resolution, fx, fy);
+                if flip { imageops::flip_horizontal(&out) } else { out }
+            })
+            .collect()
+    }
+
+    fn load_all(&self, sources: &[&ImageSource], rng: &mut impl Rng) -> Result<Vec<RgbImage>, Skip> {
+        let images = sources.iter().map(|s| load_rgb(s, self.limits)).collect::<Result<Vec<_>, _>>()?;
+        Ok(self.apply(images, rng))
+    }
+
+    pub fn pair(&self, record: &PairRecord, rng: &mut impl Rng) -> Result<PreparedPair, Skip> {
+        let mut images = self.load_all(&[&record.before, &record.after], rng)?.into_iter();
+        Ok(PreparedPair {
+            before: images.next().expect("two images"),
+            after: images.next().expect("two images"),
+            instruction: record.instruction.clone(),
+            id: record.id.clone(),
+        })
+    }
+
+    pub fn quad(&self, record: &QuadRecord, rng: &mut impl Rng) -> Result<PreparedQuad, Skip> {
+        let pair = &record.pair;
+        let mut images = self.load_all(&[&pair.before, &pair.after, &record.query, &record.target], rng)?.into_iter();
+        let mut next = || images.next().expect("four images");
+        Ok(PreparedQuad {
+            pair: PreparedPair {
+                before: next(),
+                after: next(),
+                instruction: pair.instruction.clone(),
+                id: pair.id.clone(),
+            },
+            query: next(),
+            target: next(),
+        })
+    }
+}
+
+/// Shorter side to `side` (bilinear with antialiasing), then a `side x side` window at
+/// fractions `(fx, fy)` of the free space.
+fn resize_crop(image: &RgbImage, side: u32, fx: f64, fy: f64) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let scale = side as f64 / w.min(h) as f64;
+    let (rw, rh) = (((w as f64 * scale).round() as u32).max(side), ((h as f64 * scale).round() as u32).max(side));
+    let resized =
+        if (rw, rh) == (w, h) { image.clone() } else { imageops::resize(image, rw, rh, FilterType::Triangle) };
+    let x = ((rw - side) as f64 * fx).round() as u32;
+    let y = ((rh - side) as f64 * fy).round() as u32;
+    imageops::crop_imm(&resized, x, y, side, side).to_image()
+}
+
+/// A pair at the training resolution.
+#[derive(Clone, Debug)]
+pub struct PreparedPair {
+    pub before: RgbImage,
+    pub after: RgbImage,
+    pub instruction: String,
+    pub id: String,
+}
+
+/// A quad at the evaluation resolution.
+#[derive(Clone, Debug)]
+pub struct PreparedQuad {
+    pub pair: PreparedPair,
+    pub query: RgbImage,
+    pub target: RgbImage,
+}
+
+/// Images of one size as `[N, 3, H, W]` in `[-1, 1]`.
+pub fn images_to_tensor(images: &[&RgbImage], device: &Device) -> Tensor<4> {
+    let (w, h) = images.first().map_or((0, 0), |i| i.dimensions());
+    let (w, h) = (w as usize, h as usize);
+    let mut values = Vec::with_capacity(images.len() * 3 * h * w);
+    for image in images {
+        assert_eq!(image.dimensions(), (w as u32, h as u32), "images of one batch share a size");
+        for channel in 0..3 {
+            values.extend(image.pixels().map(|p| p.0[channel] as f32 / 127.5 - 1.0));
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [images.len(), 3, h, w]), device)
+}
