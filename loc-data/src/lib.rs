@@ -8,12 +8,14 @@
 //!
 //! Every data set implements burn-dataset's [`Dataset`](burn_dataset::Dataset).
 
+pub mod archive;
 pub mod error;
 pub mod jsonl;
 pub mod loader;
 pub mod manifest;
 pub mod pipeline;
 pub mod record;
+pub mod seed;
 pub mod skip;
 pub mod world;
 
