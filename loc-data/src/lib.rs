@@ -12,6 +12,7 @@ pub mod archive;
 pub mod error;
 pub mod jsonl;
 pub mod loader;
+pub mod magicbrush;
 pub mod manifest;
 pub mod pipeline;
 pub mod record;
