@@ -60,6 +60,17 @@ pub struct Extracted {
     pub reused: bool,
 }
 
+/// Whether `target` holds a complete extraction of exactly these `sources` (names and sizes).
+pub(crate) fn is_extracted(target: &Path, sources: &[PathBuf]) -> bool {
+    std::fs::read_to_string(target.join(MARKER)).is_ok_and(|m| m == marker_text(sources))
+}
+
+/// Records that `target` holds a complete extraction of `sources`.
+pub(crate) fn mark_extracted(target: &Path, sources: &[PathBuf]) -> Result<(), DataError> {
+    let marker = target.join(MARKER);
+    std::fs::write(&marker, marker_text(sources)).map_err(DataError::io(&marker))
+}
+
 fn marker_text(parts: &[PathBuf]) -> String {
     parts.iter().map(|p| format!("{} {}\n", p.display(), std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))).collect()
 }
@@ -72,9 +83,7 @@ pub fn extract_tar_gz_parts(
     skips: &SkipLog,
     progress: bool,
 ) -> Result<Extracted, DataError> {
-    let marker = target.join(MARKER);
-    let expected = marker_text(parts);
-    if std::fs::read_to_string(&marker).is_ok_and(|m| m == expected) {
+    if is_extracted(target, parts) {
         return Ok(Extracted { reused: true, ..Extracted::default() });
     }
     std::fs::create_dir_all(target).map_err(DataError::io(target))?;
@@ -135,7 +144,7 @@ pub fn extract_tar_gz_parts(
         return Err(DataError::Empty { path: parts[0].clone(), skipped: skips.total() });
     }
     if !done.truncated {
-        std::fs::write(&marker, expected).map_err(DataError::io(&marker))?;
+        mark_extracted(target, parts)?;
     }
     Ok(done)
 }

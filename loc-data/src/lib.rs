@@ -9,10 +9,12 @@
 //! Every data set implements burn-dataset's [`Dataset`](burn_dataset::Dataset).
 
 pub mod archive;
+pub mod config;
 pub mod error;
 pub mod jsonl;
 pub mod loader;
 pub mod magicbrush;
+pub mod magicbrush_parquet;
 pub mod manifest;
 pub mod pipeline;
 pub mod record;

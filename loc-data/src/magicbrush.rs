@@ -78,10 +78,9 @@ impl MagicBrush {
             if safe_relative_path(Path::new(name.as_ref())).is_none() {
                 let detail = format!("{}: {name} (path escapes the archive)", archive.display());
                 skips.record(&Skip::new(SkipKind::UnsafeArchivePath, detail));
-            } else if let Some(p) = name.strip_suffix("edit_sessions.json") {
-                if p.is_empty() || p.ends_with('/') {
-                    prefix = Some(p.to_string());
-                }
+            } else if let Some(p) = name.strip_suffix("edit_sessions.json").filter(|p| p.is_empty() || p.ends_with('/'))
+            {
+                prefix = Some(p.to_string());
             }
         }
         let prefix = prefix.ok_or_else(|| invalid("no edit_sessions.json in the archive".into()))?;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use loc_data::config::DataConfig;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +12,7 @@ pub enum ConfigError {
     #[error("{}: {source}", path.display())]
     Parse { path: PathBuf, source: Box<toml::de::Error> },
     #[error("{}: `{field}` {problem}", path.display())]
-    Invalid { path: PathBuf, field: &'static str, problem: String },
+    Invalid { path: PathBuf, field: String, problem: String },
 }
 
 /// What a run does.
@@ -32,6 +33,8 @@ pub struct Config {
     pub output_dir: PathBuf,
     #[serde(default)]
     pub toy: ToyConfig,
+    /// Data sets and their pipeline (see `loc_data::config`).
+    pub data: Option<DataConfig>,
 }
 
 /// The toy world and its hypernetwork (`stage = "lora-toy"`).
@@ -95,7 +98,12 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_toy().map_err(|(field, problem)| (field.to_string(), problem))?;
+        self.data.as_ref().map_or(Ok(()), DataConfig::validate)
+    }
+
+    fn validate_toy(&self) -> Result<(), (&'static str, String)> {
         let toy = &self.toy;
         let positive = [
             ("toy.dim", toy.dim),
@@ -159,5 +167,16 @@ mod tests {
         assert!(err.contains("toy.exchange_prob"), "{err}");
         let err = load_str("seed = 1\noutput_dir = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("stage"), "{err}");
+        let data = "[data]\nresolution = 32\n[[data.sets]]\nname = \"w\"\nsource = { kind = \"synthetic\", len = 8 }\n";
+        assert!(load_str(&format!("{base}{data}")).is_ok());
+        let err =
+            load_str(&format!("{base}{}", data.replace("len = 8", "len = 8, colour = 1"))).unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+        let err =
+            load_str(&format!("{base}{}", data.replace("resolution = 32", "resolution = 2"))).unwrap_err().to_string();
+        assert!(err.contains("data.resolution"), "{err}");
+        let twice = format!("{base}{data}[[data.sets]]\nname = \"w\"\nsource = {{ kind = \"synthetic\", len = 8 }}\n");
+        let err = load_str(&twice).unwrap_err().to_string();
+        assert!(err.contains("data.sets[1].name"), "{err}");
     }
 }

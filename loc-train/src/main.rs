@@ -11,11 +11,19 @@ use loc_train::config::{Config, Stage};
 struct Args {
     /// The run configuration (see configs/README.md).
     config: PathBuf,
+    /// Validate the configuration, open its data sets, print counts, skips and sample shapes,
+    /// and stop without training.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(&args.config)?;
+    if args.dry_run {
+        println!("{}: valid", args.config.display());
+        return loc_train::dry_run::dry_run(&config, &mut std::io::stdout().lock());
+    }
     match config.stage {
         Stage::LoraToy => {
             println!(

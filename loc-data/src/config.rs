@@ -1,0 +1,235 @@
+//! The `[data]` section of a run configuration: which data sets, with which weights, at
+//! which resolution, and how they become a [`PairLoader`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn_dataset::Dataset;
+use serde::Deserialize;
+
+use crate::error::DataError;
+use crate::loader::{PairLoader, Source, split_indices};
+use crate::magicbrush::MagicBrush;
+use crate::magicbrush_parquet::parquet_shards;
+use crate::manifest::Manifest;
+use crate::pipeline::{ImageLimits, Preprocess};
+use crate::record::PairRecord;
+use crate::seed::{SeedConfig, SeedEdit};
+use crate::skip::SkipLog;
+use crate::world::{SyntheticWorld, WorldSplit};
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Every field is documented in `configs/README.md`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Side of the square training images.
+    pub resolution: u32,
+    /// Fraction of every data set held out for validation (by seed).
+    #[serde(default)]
+    pub validation_fraction: f64,
+    #[serde(default)]
+    pub random_crop: bool,
+    #[serde(default)]
+    pub hflip_prob: f64,
+    /// Images whose header claims a larger width or height are refused.
+    #[serde(default = "default_max_side")]
+    pub max_image_side: u32,
+    /// Decoding threads.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    pub sets: Vec<DataSetConfig>,
+}
+
+fn default_max_side() -> u32 {
+    ImageLimits::default().max_width
+}
+
+/// One data set and its sampling weight.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSetConfig {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: f64,
+    pub source: SourceConfig,
+}
+
+/// Where a data set's pairs come from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// The procedural world (no files).
+    Synthetic {
+        len: usize,
+        #[serde(default)]
+        held_out: bool,
+    },
+    /// One part of SEED-Data-Edit.
+    Seed(SeedConfig),
+    /// MagicBrush parquet shards of `split` under `dir`, extracted once into `cache`.
+    MagicbrushParquet {
+        dir: PathBuf,
+        split: String,
+        cache: PathBuf,
+        #[serde(default)]
+        masks: bool,
+    },
+    /// MagicBrush in the original layout, in a folder.
+    MagicbrushFolder { root: PathBuf },
+    /// MagicBrush in the original layout, inside the release zip.
+    MagicbrushZip { archive: PathBuf, password: Option<String> },
+    /// A JSONL manifest of pairs or quads (see the README).
+    Manifest { path: PathBuf },
+}
+
+impl SourceConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Synthetic { .. } => "synthetic",
+            SourceConfig::Seed(_) => "seed",
+            SourceConfig::MagicbrushParquet { .. } => "magicbrush-parquet",
+            SourceConfig::MagicbrushFolder { .. } => "magicbrush-folder",
+            SourceConfig::MagicbrushZip { .. } => "magicbrush-zip",
+            SourceConfig::Manifest { .. } => "manifest",
+        }
+    }
+
+    /// Opens the data set; `seed` seeds the synthetic world.
+    pub fn open(
+        &self,
+        seed: u64,
+        resolution: u32,
+        progress: bool,
+    ) -> Result<(Arc<dyn Dataset<PairRecord>>, SkipLog), DataError> {
+        fn shared<D: Dataset<PairRecord> + 'static>(d: D, skips: SkipLog) -> (Arc<dyn Dataset<PairRecord>>, SkipLog) {
+            (Arc::new(d), skips)
+        }
+        Ok(match self {
+            SourceConfig::Synthetic { len, held_out } => {
+                let split = if *held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
+                shared(SyntheticWorld::new(resolution, seed, *len, split), SkipLog::default())
+            }
+            SourceConfig::Seed(config) => {
+                let mut seed = SeedEdit::open(config, progress)?;
+                let skips = std::mem::take(&mut seed.skips);
+                shared(seed, skips)
+            }
+            SourceConfig::MagicbrushParquet { dir, split, cache, masks } => {
+                let mut mb = MagicBrush::open_parquet(&parquet_shards(dir, split)?, cache, *masks, progress)?;
+                let skips = std::mem::take(&mut mb.skips);
+                shared(mb, skips)
+            }
+            SourceConfig::MagicbrushFolder { root } => {
+                let mut mb = MagicBrush::open_folder(root)?;
+                let skips = std::mem::take(&mut mb.skips);
+                shared(mb, skips)
+            }
+            SourceConfig::MagicbrushZip { archive, password } => {
+                let mut mb = MagicBrush::open_zip(archive, password.as_deref().map(str::as_bytes))?;
+                let skips = std::mem::take(&mut mb.skips);
+                shared(mb, skips)
+            }
+            SourceConfig::Manifest { path } => {
+                let mut manifest = Manifest::open(path)?;
+                let skips = std::mem::take(&mut manifest.skips);
+                shared(manifest, skips)
+            }
+        })
+    }
+}
+
+/// An opened data set with its train/validation split and what opening it skipped.
+pub struct OpenedSet {
+    pub name: String,
+    pub kind: &'static str,
+    pub weight: f64,
+    pub dataset: Arc<dyn Dataset<PairRecord>>,
+    pub train: Vec<usize>,
+    pub validation: Vec<usize>,
+    pub skips: SkipLog,
+}
+
+impl DataConfig {
+    /// Checks values without touching any file: `Err((field, problem))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let problem = |field: &str, text: String| Err((field.to_string(), text));
+        if self.resolution < 8 {
+            return problem("data.resolution", format!("must be at least 8, got {}", self.resolution));
+        }
+        if !(0.0..1.0).contains(&self.validation_fraction) {
+            return problem("data.validation_fraction", format!("must be in [0, 1), got {}", self.validation_fraction));
+        }
+        if !(0.0..=1.0).contains(&self.hflip_prob) {
+            return problem("data.hflip_prob", format!("must be in [0, 1], got {}", self.hflip_prob));
+        }
+        if self.threads == 0 || self.max_image_side == 0 {
+            return problem("data.threads", "threads and max_image_side must be at least 1".into());
+        }
+        if self.sets.is_empty() {
+            return problem("data.sets", "names no data set".into());
+        }
+        for (i, set) in self.sets.iter().enumerate() {
+            if !(set.weight.is_finite() && set.weight >= 0.0) {
+                return problem(&format!("data.sets[{i}].weight"), format!("must be >= 0, got {}", set.weight));
+            }
+            if self.sets[..i].iter().any(|s| s.name == set.name) {
+                return problem(&format!("data.sets[{i}].name"), format!("`{}` is used twice", set.name));
+            }
+        }
+        if self.sets.iter().all(|s| s.weight == 0.0) {
+            return problem("data.sets", "every weight is 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            resolution: self.resolution,
+            random_crop: self.random_crop,
+            hflip_prob: self.hflip_prob,
+            limits: ImageLimits { max_width: self.max_image_side, max_height: self.max_image_side },
+        }
+    }
+
+    /// Opens every data set and splits it into train and validation items by `seed`.
+    pub fn open(&self, seed: u64, progress: bool) -> Result<Vec<OpenedSet>, DataError> {
+        self.sets
+            .iter()
+            .map(|set| {
+                let (dataset, skips) = set.source.open(seed, self.resolution, progress)?;
+                let (train, validation) = split_indices(dataset.len(), self.validation_fraction, seed);
+                Ok(OpenedSet {
+                    name: set.name.clone(),
+                    kind: set.source.kind(),
+                    weight: set.weight,
+                    dataset,
+                    train,
+                    validation,
+                    skips,
+                })
+            })
+            .collect()
+    }
+
+    /// A loader over the training items of `sets`, mixed by weight.
+    pub fn train_loader(&self, sets: &[OpenedSet], batch_size: usize, seed: u64) -> PairLoader {
+        let sources = sets
+            .iter()
+            .map(|s| Source {
+                name: s.name.clone(),
+                dataset: s.dataset.clone(),
+                weight: s.weight,
+                indices: s.train.clone(),
+            })
+            .collect();
+        PairLoader::new(sources, self.preprocess(), batch_size, seed, self.threads)
+    }
+}
