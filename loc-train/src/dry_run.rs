@@ -43,3 +43,40 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "while decoding the sample: {}", loader.skips.to_string().trim_end())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dry_run_reports_counts_skips_and_sample_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image::RgbImage::from_pixel(20, 10, image::Rgb([1, 2, 3]));
+        image.save(dir.path().join("a.png")).unwrap();
+        std::fs::write(dir.path().join("broken.png"), b"no image").unwrap();
+        let manifest = dir.path().join("pairs.jsonl");
+        let lines = [
+            r#"{"before": "a.png", "after": "a.png", "instruction": "nothing"}"#,
+            r#"{"before": "broken.png", "after": "a.png"}"#,
+            r#"{"after": "a.png"}"#,
+        ];
+        std::fs::write(&manifest, lines.join("\n")).unwrap();
+        let toml = format!(
+            "stage = \"lora-toy\"\nseed = 3\noutput_dir = \"x\"\n[data]\nresolution = 16\nvalidation_fraction = 0.1\nthreads = 1\n\
+             [[data.sets]]\nname = \"world\"\nsource = {{ kind = \"synthetic\", len = 100 }}\n\
+             [[data.sets]]\nname = \"mine\"\nweight = 50.0\nsource = {{ kind = \"manifest\", path = {:?} }}\n",
+            manifest.display().to_string()
+        );
+        let config_path = dir.path().join("run.toml");
+        std::fs::write(&config_path, toml).unwrap();
+        let config = Config::load(&config_path).unwrap();
+
+        let mut out = Vec::new();
+        dry_run(&config, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("data set `world` (synthetic): 100 pairs"), "{out}");
+        assert!(out.contains("data set `mine` (manifest): 2 pairs"), "{out}");
+        assert!(out.contains("1 skipped (bad record)") && out.contains("pairs.jsonl:3"), "{out}");
+        assert!(out.contains("sample batch: before [4, 3, 16, 16], after [4, 3, 16, 16]"), "{out}");
+    }
+}
