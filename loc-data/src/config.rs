@@ -109,41 +109,51 @@ impl SourceConfig {
         resolution: u32,
         progress: bool,
     ) -> Result<(Arc<dyn Dataset<PairRecord>>, SkipLog), DataError> {
-        fn shared<D: Dataset<PairRecord> + 'static>(d: D, skips: SkipLog) -> (Arc<dyn Dataset<PairRecord>>, SkipLog) {
-            (Arc::new(d), skips)
-        }
         Ok(match self {
             SourceConfig::Synthetic { len, held_out } => {
                 let split = if *held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
-                shared(SyntheticWorld::new(resolution, seed, *len, split), SkipLog::default())
+                (Arc::new(SyntheticWorld::new(resolution, seed, *len, split)), SkipLog::default())
             }
-            SourceConfig::Seed(config) => {
-                let mut seed = SeedEdit::open(config, progress)?;
-                let skips = std::mem::take(&mut seed.skips);
-                shared(seed, skips)
-            }
+            SourceConfig::Seed(config) => shared(SeedEdit::open(config, progress)?),
             SourceConfig::MagicbrushParquet { dir, split, cache, masks } => {
-                let mut mb = MagicBrush::open_parquet(&parquet_shards(dir, split)?, cache, *masks, progress)?;
-                let skips = std::mem::take(&mut mb.skips);
-                shared(mb, skips)
+                shared(MagicBrush::open_parquet(&parquet_shards(dir, split)?, cache, *masks, progress)?)
             }
-            SourceConfig::MagicbrushFolder { root } => {
-                let mut mb = MagicBrush::open_folder(root)?;
-                let skips = std::mem::take(&mut mb.skips);
-                shared(mb, skips)
-            }
+            SourceConfig::MagicbrushFolder { root } => shared(MagicBrush::open_folder(root)?),
             SourceConfig::MagicbrushZip { archive, password } => {
-                let mut mb = MagicBrush::open_zip(archive, password.as_deref().map(str::as_bytes))?;
-                let skips = std::mem::take(&mut mb.skips);
-                shared(mb, skips)
+                shared(MagicBrush::open_zip(archive, password.as_deref().map(str::as_bytes))?)
             }
-            SourceConfig::Manifest { path } => {
-                let mut manifest = Manifest::open(path)?;
-                let skips = std::mem::take(&mut manifest.skips);
-                shared(manifest, skips)
-            }
+            SourceConfig::Manifest { path } => shared(Manifest::open(path)?),
         })
     }
+}
+
+/// A data set that counted what it left out while opening.
+trait CountsSkips: Dataset<PairRecord> + 'static {
+    fn skips_mut(&mut self) -> &mut SkipLog;
+}
+
+impl CountsSkips for SeedEdit {
+    fn skips_mut(&mut self) -> &mut SkipLog {
+        &mut self.skips
+    }
+}
+
+impl CountsSkips for MagicBrush {
+    fn skips_mut(&mut self) -> &mut SkipLog {
+        &mut self.skips
+    }
+}
+
+impl CountsSkips for Manifest {
+    fn skips_mut(&mut self) -> &mut SkipLog {
+        &mut self.skips
+    }
+}
+
+/// The data set behind an `Arc`, and the skips it counted while opening.
+fn shared<D: CountsSkips>(mut dataset: D) -> (Arc<dyn Dataset<PairRecord>>, SkipLog) {
+    let skips = std::mem::take(dataset.skips_mut());
+    (Arc::new(dataset), skips)
 }
 
 /// An opened data set with its train/validation split and what opening it skipped.

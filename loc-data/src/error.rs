@@ -31,3 +31,9 @@ pub struct OutOfRange {
 pub(crate) fn check_index(index: usize, len: usize) -> Result<(), DatasetError> {
     if index < len { Ok(()) } else { Err(DatasetError::new(OutOfRange { index, len })) }
 }
+
+/// `items[index]`, cloned, or the out-of-range error.
+pub(crate) fn get_cloned<T: Clone>(items: &[T], index: usize) -> Result<T, DatasetError> {
+    check_index(index, items.len())?;
+    Ok(items[index].clone())
+}

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use burn_dataset::{Dataset, DatasetError};
 use serde::Deserialize;
 
-use crate::error::{DataError, check_index};
+use crate::error::{DataError, get_cloned};
 use crate::jsonl::read_jsonl;
 use crate::record::{ImageSource, PairRecord, QuadRecord};
 use crate::skip::{Skip, SkipKind, SkipLog};
@@ -82,8 +82,7 @@ impl Manifest {
 
 impl Dataset<PairRecord> for Manifest {
     fn get(&self, index: usize) -> Result<PairRecord, DatasetError> {
-        check_index(index, self.pairs.len())?;
-        Ok(self.pairs[index].clone())
+        get_cloned(&self.pairs, index)
     }
 
     fn len(&self) -> usize {
@@ -97,8 +96,7 @@ pub struct ManifestQuads<'a>(&'a [QuadRecord]);
 
 impl Dataset<QuadRecord> for ManifestQuads<'_> {
     fn get(&self, index: usize) -> Result<QuadRecord, DatasetError> {
-        check_index(index, self.0.len())?;
-        Ok(self.0[index].clone())
+        get_cloned(self.0, index)
     }
 
     fn len(&self) -> usize {

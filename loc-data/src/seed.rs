@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::archive::{archive_parts, extract_tar_gz_parts};
-use crate::error::{DataError, check_index};
+use crate::error::{DataError, get_cloned};
 use crate::jsonl::read_jsonl;
 use crate::record::{ImageSource, PairRecord};
 use crate::skip::{Skip, SkipKind, SkipLog};
@@ -213,8 +213,7 @@ fn expand_session(
 
 impl Dataset<PairRecord> for SeedEdit {
     fn get(&self, index: usize) -> Result<PairRecord, DatasetError> {
-        check_index(index, self.pairs.len())?;
-        Ok(self.pairs[index].clone())
+        get_cloned(&self.pairs, index)
     }
 
     fn len(&self) -> usize {
