@@ -2,8 +2,17 @@
 //!
 //! - [`lora`]: LoRA targets, per-sample deltas and sets, LoRA-aware layers, merging, and
 //!   kohya / PEFT files.
+//! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
+//! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
+//! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
 //!
-//! Models (UNet, VAE, CLIP, the hypernetwork) and schedules join as their issues land; see
-//! the workspace README.
+//! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
+//! workspace README.
 
+pub mod error;
 pub mod lora;
+pub mod nn;
+pub mod unet;
+pub mod weights;
+
+pub use error::ModelError;

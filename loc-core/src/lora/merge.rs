@@ -57,7 +57,13 @@ impl ModuleMapper for Merger<'_> {
         if name != "weight" {
             return param;
         }
-        let path = parents.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(".");
+        // Enum variants are not part of the diffusers key (`proj_in.Conv.weight` is `proj_in.weight`).
+        let path = parents
+            .iter()
+            .filter(|(_, container)| !container.starts_with("Enum:"))
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
         let Some(delta) = self.set.get(&path) else { return param };
         let dims = param.dims();
         let [d_out, d_in] = [delta.d_out(), delta.d_in()];

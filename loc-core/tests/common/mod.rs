@@ -29,3 +29,32 @@ pub fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tol: f32) {
     let diff = max_abs_diff(a, b);
     assert!(diff <= tol * scale, "max abs diff {diff} > {tol} (x{scale})");
 }
+
+/// A tensor of a reference file as `(shape, values)`; f32, f16 and i64 read as f32.
+pub fn read_reference(path: &std::path::Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
+    use safetensors::tensor::Dtype;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    tensors
+        .iter()
+        .map(|(name, view)| {
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+                Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                Dtype::I64 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
+            (name.to_string(), (view.shape().to_vec(), values))
+        })
+        .collect()
+}
+
+pub fn tensor<const D: usize>(entry: &(Vec<usize>, Vec<f32>), device: &Device) -> Tensor<D> {
+    let shape: [usize; D] = entry.0.clone().try_into().expect("rank");
+    Tensor::from_data(TensorData::new(entry.1.clone(), shape), device)
+}
+
+pub fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}

@@ -1,0 +1,33 @@
+//! Building blocks shared by the diffusers models, named like diffusers' classes and keys.
+//!
+//! - [`embeddings`]: sinusoidal `Timesteps` and `TimestepEmbedding`.
+//! - [`resnet`]: `ResnetBlock2D`, `Downsample2D`, `Upsample2D`.
+//! - [`attention`]: `Attention` (self or cross; every projection a LoRA target).
+//! - [`transformer_2d`]: `Transformer2DModel`, `BasicTransformerBlock`, GEGLU feed-forward.
+
+pub mod attention;
+pub mod embeddings;
+pub mod resnet;
+pub mod transformer_2d;
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
+use burn::prelude::*;
+
+/// A `k x k` convolution with diffusers' usual padding `k / 2`.
+pub(crate) fn conv2d(c_in: usize, c_out: usize, kernel: usize, stride: usize, device: &Device) -> Conv2d {
+    let pad = kernel / 2;
+    Conv2dConfig::new([c_in, c_out], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .init(device)
+}
+
+pub(crate) fn group_norm(groups: usize, channels: usize, eps: f64, device: &Device) -> GroupNorm {
+    GroupNormConfig::new(groups, channels).with_epsilon(eps).init(device)
+}
+
+/// `prefix.name`, or `name` at the root.
+pub(crate) fn join(prefix: &str, name: impl std::fmt::Display) -> String {
+    if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}

@@ -1,0 +1,80 @@
+//! diffusers `resnet.py` / `downsampling.py` / `upsampling.py`.
+
+use burn::nn::conv::Conv2d;
+use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
+use burn::nn::{GroupNorm, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+use super::{conv2d, group_norm};
+
+/// `norm1 -> silu -> conv1 (+ time_emb_proj(silu(temb))) -> norm2 -> silu -> conv2`, plus the
+/// input (through `conv_shortcut` when the channel count changes).
+#[derive(Module, Debug)]
+pub struct ResnetBlock2D {
+    pub norm1: GroupNorm,
+    pub conv1: Conv2d,
+    pub time_emb_proj: Linear,
+    pub norm2: GroupNorm,
+    pub conv2: Conv2d,
+    pub conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock2D {
+    pub fn new(c_in: usize, c_out: usize, temb: usize, groups: usize, eps: f64, device: &Device) -> Self {
+        Self {
+            norm1: group_norm(groups, c_in, eps, device),
+            conv1: conv2d(c_in, c_out, 3, 1, device),
+            time_emb_proj: LinearConfig::new(temb, c_out).init(device),
+            norm2: group_norm(groups, c_out, eps, device),
+            conv2: conv2d(c_out, c_out, 3, 1, device),
+            conv_shortcut: (c_in != c_out).then(|| conv2d(c_in, c_out, 1, 1, device)),
+        }
+    }
+
+    /// `x: [N, C_in, H, W]`, `temb: [N, T]` -> `[N, C_out, H, W]`.
+    pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
+        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let [n, c, _, _] = h.dims();
+        let h = h + self.time_emb_proj.forward(silu(temb)).reshape([n, c, 1, 1]);
+        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        shortcut + h
+    }
+}
+
+/// A 3x3 convolution with stride 2.
+#[derive(Module, Debug)]
+pub struct Downsample2D {
+    pub conv: Conv2d,
+}
+
+impl Downsample2D {
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self { conv: conv2d(channels, channels, 3, 2, device) }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.conv.forward(x)
+    }
+}
+
+/// Nearest-neighbour 2x (or to the skip connection's size), then a 3x3 convolution.
+#[derive(Module, Debug)]
+pub struct Upsample2D {
+    pub conv: Conv2d,
+}
+
+impl Upsample2D {
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self { conv: conv2d(channels, channels, 3, 1, device) }
+    }
+
+    pub fn forward(&self, x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
+        let up = Interpolate2dConfig::new().with_output_size(Some(size)).with_mode(InterpolateMode::Nearest).init();
+        self.conv.forward(up.forward(x))
+    }
+}

@@ -1,0 +1,140 @@
+//! The UNet against diffusers on tiny random models (fixtures from
+//! `scripts/make_unet_fixtures.py`), LoRA injection, and clear errors for bad folders.
+
+mod common;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use common::*;
+use loc_core::lora::{LoraDelta, LoraSet, TargetKind, merge_lora};
+use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+
+struct Io {
+    sample: Tensor<4>,
+    timestep: Tensor<1>,
+    context: Tensor<3>,
+    reference: std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+fn io(name: &str, device: &Device) -> Io {
+    let reference = read_reference(&fixture(name).join("io.safetensors"));
+    Io {
+        sample: tensor(&reference["sample"], device),
+        timestep: tensor(&reference["timestep"], device),
+        context: tensor(&reference["encoder_hidden_states"], device),
+        reference,
+    }
+}
+
+fn check_parity(model_dir: &str, io_dir: &str, output: &str) {
+    let device = device();
+    let unet = UNet2DConditionModel::load(&fixture(model_dir), &device).unwrap();
+    let io = io(io_dir, &device);
+    let out = unet.forward(io.sample, io.timestep, io.context, None);
+    assert_close(out, tensor(&io.reference[output], &device), 1e-4);
+}
+
+#[test]
+fn conv_projection_unet_matches_diffusers() {
+    check_parity("unet_conv", "unet_conv", "out_sample");
+}
+
+#[test]
+fn linear_projection_unet_with_head_lists_and_two_layers_matches_diffusers() {
+    check_parity("unet_linear", "unet_linear", "out_sample");
+}
+
+#[test]
+fn f16_weights_load_as_f32_and_match_diffusers() {
+    check_parity("unet_linear_f16", "unet_linear", "out_sample_f16_weights");
+}
+
+#[test]
+fn lora_targets_carry_diffusers_paths_and_shapes() {
+    let unet = UNet2DConditionModel::load(&fixture("unet_linear"), &device()).unwrap();
+    let targets = unet.lora_targets();
+    // Transformers: 2 + 2 (down), 1 (mid), 3 + 3 (up); each has proj_in/out, 2 x 4 attention
+    // projections and 2 feed-forward linears.
+    assert_eq!(targets.len(), (2 + 2 + 1 + 3 + 3) * 12);
+    let find = |p: &str| targets.iter().find(|t| t.path == p).unwrap_or_else(|| panic!("no target {p}"));
+    let q = find("down_blocks.0.attentions.1.transformer_blocks.0.attn1.to_q");
+    assert_eq!((q.d_in, q.d_out, q.kind), (8, 8, TargetKind::Linear));
+    let k = find("up_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k");
+    assert_eq!((k.d_in, k.d_out), (12, 8));
+    assert_eq!(find("mid_block.attentions.0.transformer_blocks.0.attn2.to_out.0").d_out, 16);
+    assert_eq!(find("mid_block.attentions.0.transformer_blocks.0.ff.net.0.proj").d_out, 128);
+    assert_eq!(find("mid_block.attentions.0.proj_in").kind, TargetKind::Linear);
+    let conv = UNet2DConditionModel::load(&fixture("unet_conv"), &device()).unwrap();
+    let proj = conv.lora_targets().into_iter().find(|t| t.path == "down_blocks.0.attentions.0.proj_out").unwrap();
+    assert_eq!(proj.kind, TargetKind::Conv1x1);
+}
+
+#[test]
+fn a_zero_lora_changes_nothing_and_a_random_one_equals_the_merged_unet() {
+    let device = device();
+    for name in ["unet_conv", "unet_linear"] {
+        let unet = UNet2DConditionModel::load(&fixture(name), &device).unwrap();
+        let io = io(name, &device);
+        let forward = |u: &UNet2DConditionModel, lora: Option<&LoraSet>| {
+            u.forward(io.sample.clone(), io.timestep.clone(), io.context.clone(), lora)
+        };
+        let targets = unet.lora_targets();
+        let base = forward(&unet, None);
+        let zero = LoraSet::zeros(&targets, 2, 4, &device);
+        assert_eq!(values(forward(&unet, Some(&zero))), values(base.clone()), "{name}");
+
+        let lora: LoraSet = targets
+            .iter()
+            .map(|t| {
+                let down = Tensor::random([2, 4, t.d_in], Distribution::Normal(0.0, 0.3), &device);
+                let up = Tensor::random([2, t.d_out, 4], Distribution::Normal(0.0, 0.3), &device);
+                (t.path.clone(), LoraDelta::new(down, up, 0.5))
+            })
+            .collect();
+        let dynamic = forward(&unet, Some(&lora));
+        assert!(max_abs_diff(dynamic.clone(), base) > 1e-2, "{name}: the LoRA must matter");
+        for sample in 0..2 {
+            let merged = merge_lora(unet.clone(), &lora, sample, 1.0).unwrap();
+            let static_out = forward(&merged, None).narrow(0, sample, 1);
+            assert_close(static_out, dynamic.clone().narrow(0, sample, 1), 1e-4);
+        }
+    }
+}
+
+#[test]
+fn bad_folders_and_configs_are_clear_errors() {
+    let device = device();
+    let dir = tempfile::tempdir().unwrap();
+    let err = UNet2DConditionModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("config.json"), "{err}");
+
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("unet_conv/config.json")).unwrap()).unwrap();
+    let write_config =
+        |value: &serde_json::Value| std::fs::write(dir.path().join("config.json"), value.to_string()).unwrap();
+    let mut unknown = config.clone();
+    unknown["down_block_types"][1] = "SimpleDownBlock2D".into();
+    write_config(&unknown);
+    let err = UNet2DConditionModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("down_block_types[1]") && err.contains("SimpleDownBlock2D"), "{err}");
+
+    write_config(&config);
+    let err = UNet2DConditionModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("diffusion_pytorch_model.safetensors"), "{err}");
+
+    let weights = std::fs::read(fixture("unet_conv/diffusion_pytorch_model.safetensors")).unwrap();
+    std::fs::write(dir.path().join("diffusion_pytorch_model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let err = UNet2DConditionModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("diffusion_pytorch_model.safetensors"), "{err}");
+
+    // Weights of another shape: a cross-attention width the file does not have.
+    std::fs::write(dir.path().join("diffusion_pytorch_model.safetensors"), &weights).unwrap();
+    let mut wider = config.clone();
+    wider["cross_attention_dim"] = 20.into();
+    write_config(&wider);
+    let err = UNet2DConditionModel::load(dir.path(), &device).unwrap_err().to_string();
+    assert!(err.contains("down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight"), "{err}");
+
+    assert!(UNet2DConditionConfig::sd15_instruct_pix2pix().validate().is_ok());
+    assert!(UNet2DConditionConfig::tiny().validate().is_ok());
+}
