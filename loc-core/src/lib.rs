@@ -4,6 +4,7 @@
 //!   kohya / PEFT files.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
+//! - [`schedule`]: the DDPM training schedule and the DDIM sampler, from `scheduler_config.json`.
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
 //!
 //! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
@@ -12,6 +13,7 @@
 pub mod error;
 pub mod lora;
 pub mod nn;
+pub mod schedule;
 pub mod unet;
 pub mod weights;
 
