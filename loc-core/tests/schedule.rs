@@ -2,7 +2,6 @@
 
 mod common;
 
-use burn::prelude::*;
 use common::*;
 use loc_core::schedule::{Ddim, NoiseSchedule, SchedulerConfig};
 
