@@ -5,6 +5,7 @@
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
 //! - [`schedule`]: the DDPM training schedule and the DDIM sampler, from `scheduler_config.json`.
+//! - [`vae`]: Stable Diffusion's `AutoencoderKL` (encode to a latent distribution, decode).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
 //!
 //! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
@@ -15,6 +16,7 @@ pub mod lora;
 pub mod nn;
 pub mod schedule;
 pub mod unet;
+pub mod vae;
 pub mod weights;
 
 pub use error::ModelError;

@@ -34,7 +34,17 @@ fn file_key(burn_path: &str) -> String {
 
 /// Loads every tensor of `module` from the safetensors file at `path`; all missing,
 /// unexpected and mis-shaped tensors are reported together, by name.
-pub fn load_safetensors<M: Module>(mut module: M, path: &Path) -> Result<M, ModelError> {
+pub fn load_safetensors<M: Module>(module: M, path: &Path) -> Result<M, ModelError> {
+    load_safetensors_remapped(module, path, &[])
+}
+
+/// [`load_safetensors`] with file keys renamed first: `(regex, replacement)` pairs, for
+/// checkpoints that use older names.
+pub fn load_safetensors_remapped<M: Module>(
+    mut module: M,
+    path: &Path,
+    renames: &[(&str, &str)],
+) -> Result<M, ModelError> {
     if !path.exists() {
         return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
     }
@@ -42,6 +52,9 @@ pub fn load_safetensors<M: Module>(mut module: M, path: &Path) -> Result<M, Mode
         .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
         .skip_enum_variants(true)
         .allow_partial(true);
+    for (pattern, replacement) in renames {
+        store = store.with_key_remapping(pattern, *replacement);
+    }
     let result = module
         .load_from(&mut store)
         .map_err(|e| ModelError::WeightsFile { path: path.to_path_buf(), problem: e.to_string() })?;

@@ -5,12 +5,20 @@ use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use super::join;
+use burn::nn::GroupNorm;
+
+use super::{group_norm, join};
 use crate::lora::{LoraLayerConfig, LoraLinear, LoraSet, LoraTarget};
 
-/// `to_q`, `to_k`, `to_v` (no bias) and `to_out.0` (with bias).
+fn projection(d_in: usize, d_out: usize, bias: bool, path: &str, name: &str, device: &Device) -> LoraLinear {
+    LoraLayerConfig::new(d_in, d_out).with_bias(bias).init_linear(join(path, name), device)
+}
+
+/// `to_q`, `to_k`, `to_v` (biased or not) and `to_out.0` (biased); the VAE's spatial
+/// attention also has a `group_norm`.
 #[derive(Module, Debug)]
 pub struct Attention {
+    pub group_norm: Option<GroupNorm>,
     pub to_q: LoraLinear,
     pub to_k: LoraLinear,
     pub to_v: LoraLinear,
@@ -21,7 +29,8 @@ pub struct Attention {
 
 impl Attention {
     /// `query_dim` channels attend over `context_dim` channels (`None`: self-attention) with
-    /// `heads` heads of `dim_head`; `path` is the diffusers module path (`...attn1`).
+    /// `heads` heads of `dim_head`, unbiased `to_q/k/v` (the transformer blocks' attention);
+    /// `path` is the diffusers module path (`...attn1`).
     pub fn new(
         query_dim: usize,
         context_dim: Option<usize>,
@@ -32,16 +41,39 @@ impl Attention {
     ) -> Self {
         let inner = heads * dim_head;
         let context = context_dim.unwrap_or(query_dim);
-        let projection = |d_in, d_out, bias, name: &str| {
-            LoraLayerConfig::new(d_in, d_out).with_bias(bias).init_linear(join(path, name), device)
-        };
         Self {
-            to_q: projection(query_dim, inner, false, "to_q"),
-            to_k: projection(context, inner, false, "to_k"),
-            to_v: projection(context, inner, false, "to_v"),
-            to_out: vec![projection(inner, query_dim, true, "to_out.0")],
+            group_norm: None,
+            to_q: projection(query_dim, inner, false, path, "to_q", device),
+            to_k: projection(context, inner, false, path, "to_k", device),
+            to_v: projection(context, inner, false, path, "to_v", device),
+            to_out: vec![projection(inner, query_dim, true, path, "to_out.0", device)],
             heads,
         }
+    }
+
+    /// The VAE's single-head spatial self-attention: `group_norm`, biased projections.
+    pub fn spatial(channels: usize, groups: usize, eps: f64, path: &str, device: &Device) -> Self {
+        let projection = |name| projection(channels, channels, true, path, name, device);
+        Self {
+            group_norm: Some(group_norm(groups, channels, eps, device)),
+            to_q: projection("to_q"),
+            to_k: projection("to_k"),
+            to_v: projection("to_v"),
+            to_out: vec![projection("to_out.0")],
+            heads: 1,
+        }
+    }
+
+    /// `x: [N, C, H, W]`: group norm, self-attention over the pixels, residual.
+    pub fn forward_spatial(&self, x: Tensor<4>) -> Tensor<4> {
+        let [n, c, h, w] = x.dims();
+        let normed = match &self.group_norm {
+            Some(norm) => norm.forward(x.clone()),
+            None => x.clone(),
+        };
+        let tokens = normed.reshape([n, c, h * w]).swap_dims(1, 2);
+        let out = self.forward(tokens, None, None);
+        out.swap_dims(1, 2).reshape([n, c, h, w]) + x
     }
 
     pub fn lora_targets(&self) -> Vec<LoraTarget> {

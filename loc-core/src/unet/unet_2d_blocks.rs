@@ -66,7 +66,7 @@ impl DownBlock {
                     ResnetBlock2D::new(
                         if j == 0 { c_in } else { c_out },
                         c_out,
-                        shape.temb,
+                        Some(shape.temb),
                         shape.groups,
                         shape.eps,
                         device,
@@ -92,7 +92,7 @@ impl DownBlock {
     ) -> (Tensor<4>, Vec<Tensor<4>>) {
         let mut states = Vec::new();
         for (j, resnet) in self.resnets.iter().enumerate() {
-            x = resnet.forward(x, temb.clone());
+            x = resnet.forward(x, Some(temb.clone()));
             if let Some(attention) = self.attentions.get(j) {
                 x = attention.forward(x, context.clone(), lora);
             }
@@ -115,7 +115,7 @@ pub struct MidBlock {
 
 impl MidBlock {
     pub fn new(channels: usize, shape: BlockShape, path: &str, device: &Device) -> Self {
-        let resnet = || ResnetBlock2D::new(channels, channels, shape.temb, shape.groups, shape.eps, device);
+        let resnet = || ResnetBlock2D::new(channels, channels, Some(shape.temb), shape.groups, shape.eps, device);
         Self { resnets: vec![resnet(), resnet()], attentions: attentions(&shape, channels, 1, path, device) }
     }
 
@@ -124,9 +124,9 @@ impl MidBlock {
     }
 
     pub fn forward(&self, x: Tensor<4>, temb: Tensor<2>, context: Tensor<3>, lora: Option<&LoraSet>) -> Tensor<4> {
-        let mut x = self.resnets[0].forward(x, temb.clone());
+        let mut x = self.resnets[0].forward(x, Some(temb.clone()));
         for (attention, resnet) in self.attentions.iter().zip(&self.resnets[1..]) {
-            x = resnet.forward(attention.forward(x, context.clone(), lora), temb.clone());
+            x = resnet.forward(attention.forward(x, context.clone(), lora), Some(temb.clone()));
         }
         x
     }
@@ -156,7 +156,7 @@ impl UpBlock {
             .map(|j| {
                 let skip = if j == layers { ch.skip_in } else { ch.out };
                 let input = if j == 0 { ch.prev_out } else { ch.out };
-                ResnetBlock2D::new(input + skip, ch.out, shape.temb, shape.groups, shape.eps, device)
+                ResnetBlock2D::new(input + skip, ch.out, Some(shape.temb), shape.groups, shape.eps, device)
             })
             .collect();
         Self {
@@ -182,7 +182,7 @@ impl UpBlock {
     ) -> Tensor<4> {
         for (j, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().expect("a skip connection per up-block resnet");
-            x = resnet.forward(Tensor::cat(vec![x, skip], 1), temb.clone());
+            x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(temb.clone()));
             if let Some(attention) = self.attentions.get(j) {
                 x = attention.forward(x, context.clone(), lora);
             }
