@@ -2,6 +2,7 @@
 //!
 //! - [`lora`]: LoRA targets, per-sample deltas and sets, LoRA-aware layers, merging, and
 //!   kohya / PEFT files.
+//! - [`clip`]: the CLIP text encoder and BPE tokenizer.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
 //! - [`schedule`]: the DDPM training schedule and the DDIM sampler, from `scheduler_config.json`.
@@ -11,6 +12,7 @@
 //! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
 //! workspace README.
 
+pub mod clip;
 pub mod error;
 pub mod lora;
 pub mod nn;

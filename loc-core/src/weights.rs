@@ -59,10 +59,12 @@ pub fn load_safetensors_remapped<M: Module>(
         .load_from(&mut store)
         .map_err(|e| ModelError::WeightsFile { path: path.to_path_buf(), problem: e.to_string() })?;
     let missing: Vec<String> = result.missing.iter().map(|(p, _)| file_key(p)).collect();
+    // Older transformers files carry the `position_ids` buffer: an index, not a weight.
+    let unexpected: Vec<String> = result.unused.into_iter().filter(|k| !k.ends_with(".position_ids")).collect();
     let mismatched: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-    if missing.is_empty() && result.unused.is_empty() && mismatched.is_empty() {
+    if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
         Ok(module)
     } else {
-        Err(ModelError::Weights { path: path.to_path_buf(), missing, unexpected: result.unused, mismatched })
+        Err(ModelError::Weights { path: path.to_path_buf(), missing, unexpected, mismatched })
     }
 }

@@ -1,0 +1,54 @@
+//! CLIP text encoder and tokenizer against transformers (fixtures from
+//! `scripts/make_clip_fixtures.py`).
+
+mod common;
+
+use burn::prelude::*;
+use common::*;
+use loc_core::clip::{ClipTextModel, ClipTokenizer};
+
+#[test]
+fn tokenizer_ids_match_transformers_on_tricky_strings() {
+    let dir = fixture("clip_tokenizer");
+    let cases: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+    let max_length = cases["max_length"].as_u64().unwrap() as usize;
+    let tokenizer =
+        ClipTokenizer::from_files(&dir.join("vocab.json"), &dir.join("merges.txt"), max_length, "<|endoftext|>")
+            .unwrap();
+    for case in cases["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let expected: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(tokenizer.encode(text), expected, "{text:?}");
+    }
+    // The folder form: no tokenizer_config.json means 77 tokens.
+    assert_eq!(ClipTokenizer::load(&dir).unwrap().encode("a cat").len(), 77);
+}
+
+fn check(folder: &str) {
+    let device = device();
+    let reference = read_reference(&fixture(folder).join("io.safetensors"));
+    let model = ClipTextModel::load(&fixture(folder), &device).unwrap();
+    let (shape, ids) = &reference["input_ids"];
+    let ids: Vec<i64> = ids.iter().map(|&v| v as i64).collect();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
+    let out = model.forward(input);
+    assert_close(out.last_hidden_state, tensor(&reference["last_hidden_state"], &device), 1e-4);
+    assert_close(out.pooler_output, tensor(&reference["pooler_output"], &device), 1e-4);
+}
+
+#[test]
+fn quick_gelu_text_encoder_matches_transformers() {
+    check("clip_text");
+}
+
+#[test]
+fn gelu_text_encoder_matches_transformers() {
+    check("clip_text_gelu");
+}
+
+#[test]
+fn missing_tokenizer_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = ClipTokenizer::load(dir.path()).err().unwrap().to_string();
+    assert!(err.contains("vocab.json"), "{err}");
+}
