@@ -4,6 +4,7 @@
 //! mapping: PyTorch `Linear` weights are transposed for burn's own `Linear`, norms' `weight`
 //! and `bias` become `gamma` and `beta`, and our LoRA layers keep the PyTorch orientation.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
@@ -67,4 +68,87 @@ pub fn load_safetensors_remapped<M: Module>(
     } else {
         Err(ModelError::Weights { path: path.to_path_buf(), missing, unexpected, mismatched })
     }
+}
+
+/// One tensor of a safetensors file, as plain values: floats (F32/F16/BF16) or integers
+/// (I64/I32).
+#[derive(Clone, Debug)]
+pub struct RawTensor {
+    pub shape: Vec<usize>,
+    pub values: RawValues,
+}
+
+#[derive(Clone, Debug)]
+pub enum RawValues {
+    Float(Vec<f32>),
+    Int(Vec<i64>),
+}
+
+impl RawTensor {
+    /// The values as floats (integers converted).
+    pub fn floats(&self) -> Vec<f32> {
+        match &self.values {
+            RawValues::Float(v) => v.clone(),
+            RawValues::Int(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+
+    /// The values as integers, `None` for a float tensor.
+    pub fn ints(&self) -> Option<Vec<i64>> {
+        match &self.values {
+            RawValues::Int(v) => Some(v.clone()),
+            RawValues::Float(_) => None,
+        }
+    }
+}
+
+/// Every tensor of a safetensors file (inputs and outputs of parity runs, fixtures).
+pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>, ModelError> {
+    use safetensors::tensor::Dtype;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let file_err = |problem: String| ModelError::WeightsFile { path: path.to_path_buf(), problem };
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| file_err(e.to_string()))?;
+    tensors
+        .iter()
+        .map(|(name, view)| {
+            let data = view.data();
+            let values = match view.dtype() {
+                Dtype::F32 => RawValues::Float(
+                    data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                ),
+                Dtype::F16 => RawValues::Float(
+                    data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                ),
+                Dtype::BF16 => RawValues::Float(
+                    data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                ),
+                Dtype::I64 => RawValues::Int(
+                    data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
+                ),
+                Dtype::I32 => RawValues::Int(
+                    data.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
+                ),
+                other => return Err(file_err(format!("`{name}` has dtype {other:?}"))),
+            };
+            Ok((name.to_string(), RawTensor { shape: view.shape().to_vec(), values }))
+        })
+        .collect()
+}
+
+/// Writes f32 tensors `(name, shape, values)` to `path`, atomically.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), ModelError> {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let file_err = |problem: String| ModelError::WeightsFile { path: path.to_path_buf(), problem };
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, shape, _), b)| {
+            safetensors::tensor::TensorView::new(safetensors::tensor::Dtype::F32, shape.clone(), b)
+                .map(|v| (name.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(e.to_string()))?;
+    let serialized = safetensors::serialize(views, None).map_err(|e| file_err(e.to_string()))?;
+    crate::lora::write_atomically(path, &serialized).map_err(|e| file_err(e.to_string()))
 }

@@ -20,6 +20,7 @@ mod target;
 
 pub use delta::{LoraDelta, LoraSet};
 pub use error::LoraError;
+pub(crate) use file::write_atomically;
 pub use file::{ExportOptions, LoraFile, LoraFormat, load_lora, save_lora};
 pub use layers::{LoraConv1x1, LoraLayerConfig, LoraLinear};
 pub use merge::{merge_lora, unmerge_lora};

@@ -30,22 +30,14 @@ pub fn assert_close<const D: usize>(a: Tensor<D>, b: Tensor<D>, tol: f32) {
     assert!(diff <= tol * scale, "max abs diff {diff} > {tol} (x{scale})");
 }
 
-/// A tensor of a reference file as `(shape, values)`; f32, f16 and i64 read as f32.
+/// Every tensor of a reference file as `(shape, values)`, integers as floats.
 pub fn read_reference(path: &std::path::Path) -> std::collections::HashMap<String, (Vec<usize>, Vec<f32>)> {
-    use safetensors::tensor::Dtype;
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    tensors
-        .iter()
-        .map(|(name, view)| {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-                Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                Dtype::I64 => data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-                other => panic!("{name}: unexpected dtype {other:?}"),
-            };
-            (name.to_string(), (view.shape().to_vec(), values))
+    loc_core::weights::read_safetensors(path)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|(name, t)| {
+            let values = t.floats();
+            (name, (t.shape, values))
         })
         .collect()
 }

@@ -1,0 +1,97 @@
+//! `loc-eval forward`: one component of a Hugging Face model folder on inputs from a
+//! safetensors file, outputs to another. The parity interface other tools rely on:
+//!
+//! | component | inputs | outputs |
+//! |---|---|---|
+//! | `unet` | `sample`, `timestep` (int64), `encoder_hidden_states` | `sample` |
+//! | `vae-encode` | `sample` (in `[-1, 1]`) | `mean` |
+//! | `vae-decode` | `latents` | `sample` |
+//! | `clip-text` | `input_ids` (int64) | `last_hidden_state`, `pooler_output` |
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use burn::prelude::*;
+use clap::ValueEnum;
+use loc_core::clip::ClipTextModel;
+use loc_core::unet::UNet2DConditionModel;
+use loc_core::vae::AutoencoderKL;
+use loc_core::weights::{RawTensor, read_safetensors, write_safetensors};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Component {
+    Unet,
+    VaeEncode,
+    VaeDecode,
+    ClipText,
+}
+
+struct Inputs<'a> {
+    file: &'a Path,
+    tensors: BTreeMap<String, RawTensor>,
+    device: Device,
+}
+
+impl Inputs<'_> {
+    fn get(&self, name: &str) -> anyhow::Result<&RawTensor> {
+        self.tensors.get(name).ok_or_else(|| anyhow!("{}: no input tensor `{name}`", self.file.display()))
+    }
+
+    fn float<const D: usize>(&self, name: &str) -> anyhow::Result<Tensor<D>> {
+        let raw = self.get(name)?;
+        let shape: [usize; D] = raw.shape.clone().try_into().map_err(|s: Vec<usize>| {
+            anyhow!("{}: `{name}` has shape {s:?}, expected {D} dimensions", self.file.display())
+        })?;
+        Ok(Tensor::from_data(TensorData::new(raw.floats(), shape), &self.device))
+    }
+
+    fn ints(&self, name: &str) -> anyhow::Result<Tensor<2, Int>> {
+        let raw = self.get(name)?;
+        let values =
+            raw.ints().ok_or_else(|| anyhow!("{}: `{name}` must be an integer tensor", self.file.display()))?;
+        let [n, l]: [usize; 2] = raw.shape.clone().try_into().map_err(|s: Vec<usize>| {
+            anyhow!("{}: `{name}` has shape {s:?}, expected [batch, length]", self.file.display())
+        })?;
+        Ok(Tensor::from_data(TensorData::new(values, [n, l]), &self.device))
+    }
+}
+
+fn output<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<(String, Vec<usize>, Vec<f32>)> {
+    let shape = t.dims().to_vec();
+    let values = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{name}: {e:?}"))?;
+    Ok((name.to_string(), shape, values))
+}
+
+/// Runs `component` from `model_dir` on `inputs`, writing `output`.
+pub fn run(component: Component, model_dir: &Path, inputs: &Path, output_path: &Path) -> anyhow::Result<()> {
+    let device = Device::flex();
+    let tensors = read_safetensors(inputs)?;
+    let inputs = Inputs { file: inputs, tensors, device: device.clone() };
+    let outputs = match component {
+        Component::Unet => {
+            let unet = UNet2DConditionModel::load(model_dir, &device)?;
+            let sample = unet.forward(
+                inputs.float::<4>("sample")?,
+                inputs.float::<1>("timestep")?,
+                inputs.float::<3>("encoder_hidden_states")?,
+                None,
+            );
+            vec![output("sample", sample)?]
+        }
+        Component::VaeEncode => {
+            let vae = AutoencoderKL::load(model_dir, &device)?;
+            vec![output("mean", vae.encode(inputs.float::<4>("sample")?).mean)?]
+        }
+        Component::VaeDecode => {
+            let vae = AutoencoderKL::load(model_dir, &device)?;
+            vec![output("sample", vae.decode(inputs.float::<4>("latents")?))?]
+        }
+        Component::ClipText => {
+            let clip = ClipTextModel::load(model_dir, &device)?;
+            let out = clip.forward(inputs.ints("input_ids")?);
+            vec![output("last_hidden_state", out.last_hidden_state)?, output("pooler_output", out.pooler_output)?]
+        }
+    };
+    write_safetensors(output_path, &outputs).with_context(|| format!("writing {}", output_path.display()))
+}

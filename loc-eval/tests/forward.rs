@@ -1,0 +1,64 @@
+//! The `forward` parity command, run as a user would, on loc-core's reference fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use loc_core::weights::read_safetensors;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../loc-core/tests/fixtures").join(name)
+}
+
+fn forward(component: &str, model: &str, inputs: &Path, output: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loc-eval"))
+        .args(["forward", "--component", component, "--model-dir"])
+        .arg(fixture(model))
+        .arg("--inputs")
+        .arg(inputs)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+fn assert_matches(output: &Path, name: &str, reference: &Path, reference_name: &str) {
+    let got = read_safetensors(output).unwrap()[name].floats();
+    let want = read_safetensors(reference).unwrap()[reference_name].floats();
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let diff = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "{name}: max diff {diff}");
+}
+
+#[test]
+fn every_component_reproduces_its_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("unet", "unet_linear", "unet_linear/io.safetensors", vec![("sample", "out_sample")]),
+        ("vae-encode", "vae", "vae/io.safetensors", vec![("mean", "mean")]),
+        ("vae-decode", "vae", "vae/io.safetensors", vec![("sample", "decoded")]),
+        (
+            "clip-text",
+            "clip_text",
+            "clip_text/io.safetensors",
+            vec![("last_hidden_state", "last_hidden_state"), ("pooler_output", "pooler_output")],
+        ),
+    ];
+    for (component, model, io, outputs) in cases {
+        let out = dir.path().join(format!("{component}.safetensors"));
+        let run = forward(component, model, &fixture(io), &out);
+        assert!(run.status.success(), "{component}: {}", String::from_utf8_lossy(&run.stderr));
+        for (name, reference_name) in outputs {
+            assert_matches(&out, name, &fixture(io), reference_name);
+        }
+    }
+}
+
+#[test]
+fn a_missing_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = forward("vae-decode", "vae", &fixture("unet_conv/io.safetensors"), &dir.path().join("o.safetensors"));
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("latents") && stderr.contains("io.safetensors"), "{stderr}");
+}
