@@ -5,6 +5,7 @@
 //! - [`clip`]: the CLIP text encoder and BPE tokenizer.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
+//! - [`pipeline`]: the InstructPix2Pix edit (three-way guidance, DDIM), with an optional LoRA set.
 //! - [`schedule`]: the DDPM training schedule and the DDIM sampler, from `scheduler_config.json`.
 //! - [`vae`]: Stable Diffusion's `AutoencoderKL` (encode to a latent distribution, decode).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
@@ -16,6 +17,7 @@ pub mod clip;
 pub mod error;
 pub mod lora;
 pub mod nn;
+pub mod pipeline;
 pub mod schedule;
 pub mod unet;
 pub mod vae;

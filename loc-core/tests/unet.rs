@@ -3,6 +3,7 @@
 
 mod common;
 
+use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::*;
@@ -137,4 +138,22 @@ fn bad_folders_and_configs_are_clear_errors() {
 
     assert!(UNet2DConditionConfig::sd15_instruct_pix2pix().validate().is_ok());
     assert!(UNet2DConditionConfig::tiny().validate().is_ok());
+}
+
+/// Real size: ~10 s and ~4 GB on 2 cores. `cargo test --release -p loc-core --test unet -- --ignored`
+#[test]
+#[ignore]
+fn the_sd15_instruct_pix2pix_unet_builds_and_runs_at_32x32_latents() {
+    let device = device();
+    let config = UNet2DConditionConfig::sd15_instruct_pix2pix();
+    let unet = UNet2DConditionModel::new(&config, &device);
+    assert_eq!(unet.num_params(), 859_532_484, "diffusers' parameter count for this config");
+    assert_eq!(unet.lora_targets().iter().filter(|t| t.path.contains(".attn")).count(), 128);
+    let out = unet.forward(
+        randn([1, 8, 32, 32], &device),
+        Tensor::from_floats([500.0], &device),
+        randn([1, 77, 768], &device),
+        None,
+    );
+    assert_eq!(out.dims(), [1, 4, 32, 32]);
 }
