@@ -75,13 +75,13 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(2)
     for name, act in [("clip_text", "quick_gelu"), ("clip_text_gelu", "gelu")]:
-        config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=40, num_hidden_layers=2,
+        config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=12, intermediate_size=36, num_hidden_layers=2,
                                 num_attention_heads=4, max_position_embeddings=16, hidden_act=act,
                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         model = CLIPTextModel(config).eval()
         with torch.no_grad():
             for p in model.parameters():
-                p.copy_(0.3 * torch.randn(p.shape, generator=g) + (1.0 if p.ndim == 1 and p.shape[0] == 16 else 0.0) * 0)
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
         model.save_pretrained(os.path.join(OUT, name), safe_serialization=True)
         input_ids = torch.tensor(ids[:4], dtype=torch.int64)
         with torch.no_grad():
