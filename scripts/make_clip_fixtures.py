@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Reference fixtures for the CLIP text encoder and tokenizer: a tiny random transformers
-CLIPTextModel (quick-GELU and GELU variants) saved in the Hugging Face layout with io, and a
+"""Reference fixtures for CLIP: a tiny random transformers CLIPTextModel (quick-GELU and
+GELU variants) and CLIPVisionModelWithProjection saved in the Hugging Face layout with io, and a
 toy BPE vocabulary (vocab.json + merges.txt) with the ids transformers' CLIPTokenizer gives
 for tricky strings.
 
@@ -90,5 +90,26 @@ def main() -> None:
                    "pooler_output": out.pooler_output.contiguous()}, os.path.join(OUT, name, "io.safetensors"))
 
 
+def vision_fixture() -> None:
+    """A tiny CLIPVisionModelWithProjection with io (pixel_values -> image_embeds)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    g = torch.Generator().manual_seed(4)
+    config = CLIPVisionConfig(hidden_size=12, intermediate_size=36, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=16, patch_size=4, projection_dim=8, hidden_act="quick_gelu")
+    model = CLIPVisionModelWithProjection(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.3 * torch.randn(p.shape, generator=g))
+    folder = os.path.join(OUT, "clip_vision")
+    model.save_pretrained(folder, safe_serialization=True)
+    pixel_values = torch.randn(2, 3, 16, 16, generator=g)
+    with torch.no_grad():
+        out = model(pixel_values=pixel_values)
+    save_file({"pixel_values": pixel_values, "image_embeds": out.image_embeds.contiguous(),
+               "last_hidden_state": out.last_hidden_state.contiguous()}, os.path.join(folder, "io.safetensors"))
+
+
 if __name__ == "__main__":
     main()
+    vision_fixture()

@@ -52,3 +52,14 @@ fn missing_tokenizer_files_are_named() {
     let err = ClipTokenizer::load(dir.path()).err().unwrap().to_string();
     assert!(err.contains("vocab.json"), "{err}");
 }
+
+#[test]
+fn vision_tower_with_projection_matches_transformers() {
+    use loc_core::clip::ClipVisionModelWithProjection;
+    let device = device();
+    let reference = read_reference(&fixture("clip_vision/io.safetensors"));
+    let model = ClipVisionModelWithProjection::load(&fixture("clip_vision"), &device).unwrap();
+    let out = model.forward(tensor(&reference["pixel_values"], &device));
+    assert_close(out.last_hidden_state, tensor(&reference["last_hidden_state"], &device), 1e-4);
+    assert_close(out.image_embeds, tensor(&reference["image_embeds"], &device), 1e-4);
+}

@@ -7,6 +7,7 @@
 //! | `vae-encode` | `sample` (in `[-1, 1]`) | `mean` |
 //! | `vae-decode` | `latents` | `sample` |
 //! | `clip-text` | `input_ids` (int64) | `last_hidden_state`, `pooler_output` |
+//! | `clip-vision` | `pixel_values` | `image_embeds` |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,7 +15,7 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use clap::ValueEnum;
-use loc_core::clip::ClipTextModel;
+use loc_core::clip::{ClipTextModel, ClipVisionModelWithProjection};
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
 use loc_core::weights::{RawTensor, read_safetensors, write_safetensors};
@@ -25,6 +26,7 @@ pub enum Component {
     VaeEncode,
     VaeDecode,
     ClipText,
+    ClipVision,
 }
 
 struct Inputs<'a> {
@@ -91,6 +93,10 @@ pub fn run(component: Component, model_dir: &Path, inputs: &Path, output_path: &
             let clip = ClipTextModel::load(model_dir, &device)?;
             let out = clip.forward(inputs.ints("input_ids")?);
             vec![output("last_hidden_state", out.last_hidden_state)?, output("pooler_output", out.pooler_output)?]
+        }
+        Component::ClipVision => {
+            let clip = ClipVisionModelWithProjection::load(model_dir, &device)?;
+            vec![output("image_embeds", clip.forward(inputs.float::<4>("pixel_values")?).image_embeds)?]
         }
     };
     write_safetensors(output_path, &outputs).with_context(|| format!("writing {}", output_path.display()))

@@ -17,7 +17,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run one model component on inputs from a safetensors file (parity with diffusers /
-    /// transformers): unet, vae-encode, vae-decode, clip-text.
+    /// transformers): unet, vae-encode, vae-decode, clip-text, clip-vision.
     Forward {
         #[arg(long, value_enum)]
         component: forward::Component,

@@ -43,6 +43,7 @@ fn every_component_reproduces_its_reference() {
             "clip_text/io.safetensors",
             vec![("last_hidden_state", "last_hidden_state"), ("pooler_output", "pooler_output")],
         ),
+        ("clip-vision", "clip_vision", "clip_vision/io.safetensors", vec![("image_embeds", "image_embeds")]),
     ];
     for (component, model, io, outputs) in cases {
         let out = dir.path().join(format!("{component}.safetensors"));

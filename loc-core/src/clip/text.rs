@@ -3,12 +3,11 @@
 
 use std::path::Path;
 
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use serde::Deserialize;
+
+use super::encoder::{ClipEncoder, EncoderShape, check_encoder};
 
 use crate::error::ModelError;
 use crate::weights::{load_safetensors_remapped, read_config};
@@ -42,6 +41,17 @@ fn eos() -> u32 {
 }
 
 impl ClipTextConfig {
+    fn encoder(&self) -> EncoderShape {
+        EncoderShape {
+            hidden: self.hidden_size,
+            intermediate: self.intermediate_size,
+            layers: self.num_hidden_layers,
+            heads: self.num_attention_heads,
+            quick_gelu: self.hidden_act == "quick_gelu",
+            eps: self.layer_norm_eps,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let config: Self = read_config(path)?;
         let err = |field: &str, problem: String| ModelError::Config {
@@ -49,65 +59,10 @@ impl ClipTextConfig {
             field: field.into(),
             problem,
         };
-        if !["quick_gelu", "gelu"].contains(&config.hidden_act.as_str()) {
-            return Err(err("hidden_act", format!("`{}` is not supported (quick_gelu, gelu)", config.hidden_act)));
-        }
-        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
-            return Err(err("num_attention_heads", format!("does not divide hidden_size {}", config.hidden_size)));
-        }
+        check_encoder(&config.hidden_act, config.hidden_size, config.num_attention_heads)
+            .map_err(|(f, p)| err(f, p))?;
         Ok(config)
     }
-}
-
-#[derive(Module, Debug)]
-pub struct ClipAttention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub out_proj: Linear,
-    #[module(skip)]
-    pub heads: usize,
-}
-
-impl ClipAttention {
-    fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let [n, l, d] = x.dims();
-        let split = |t: Tensor<3>| t.reshape([n, l, self.heads, d / self.heads]).swap_dims(1, 2);
-        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
-        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-        let out = attention(split(q), split(k), split(v), None, None, options);
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([n, l, d]))
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct ClipMlp {
-    pub fc1: Linear,
-    pub fc2: Linear,
-    #[module(skip)]
-    pub quick_gelu: bool,
-}
-
-impl ClipMlp {
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
-        let h = if self.quick_gelu { h.clone() * sigmoid(h.mul_scalar(1.702)) } else { gelu(h) };
-        self.fc2.forward(h)
-    }
-}
-
-/// One pre-norm transformer layer (shared with the vision tower's layout).
-#[derive(Module, Debug)]
-pub struct ClipEncoderLayer {
-    pub self_attn: ClipAttention,
-    pub layer_norm1: LayerNorm,
-    pub mlp: ClipMlp,
-    pub layer_norm2: LayerNorm,
-}
-
-#[derive(Module, Debug)]
-pub struct ClipEncoder {
-    pub layers: Vec<ClipEncoderLayer>,
 }
 
 #[derive(Module, Debug)]
@@ -144,32 +99,14 @@ impl ClipTextModel {
     pub fn new(config: &ClipTextConfig, device: &Device) -> Self {
         let d = config.hidden_size;
         let norm = || LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device);
-        let linear = |i, o| LinearConfig::new(i, o).init(device);
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| ClipEncoderLayer {
-                self_attn: ClipAttention {
-                    q_proj: linear(d, d),
-                    k_proj: linear(d, d),
-                    v_proj: linear(d, d),
-                    out_proj: linear(d, d),
-                    heads: config.num_attention_heads,
-                },
-                layer_norm1: norm(),
-                mlp: ClipMlp {
-                    fc1: linear(d, config.intermediate_size),
-                    fc2: linear(config.intermediate_size, d),
-                    quick_gelu: config.hidden_act == "quick_gelu",
-                },
-                layer_norm2: norm(),
-            })
-            .collect();
+        let encoder = ClipEncoder::new(&config.encoder(), device);
         Self {
             text_model: ClipTextTransformer {
                 embeddings: ClipTextEmbeddings {
                     token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
                     position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
                 },
-                encoder: ClipEncoder { layers },
+                encoder,
                 final_layer_norm: norm(),
             },
             config: config.clone(),
@@ -193,13 +130,8 @@ impl ClipTextModel {
         let ids: Vec<i64> = input_ids.to_data().convert::<i64>().try_into_vec::<i64>().expect("token ids");
         let t = &self.text_model;
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l]);
-        let mut x =
-            t.embeddings.token_embedding.forward(input_ids) + t.embeddings.position_embedding.forward(positions);
-        for layer in &t.encoder.layers {
-            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), true);
-            x = x.clone() + layer.mlp.forward(layer.layer_norm2.forward(x));
-        }
-        let x = t.final_layer_norm.forward(x);
+        let x = t.embeddings.token_embedding.forward(input_ids) + t.embeddings.position_embedding.forward(positions);
+        let x = t.final_layer_norm.forward(t.encoder.forward(x, true));
         let eos = self.config.eos_token_id as i64;
         let pooled = (0..n)
             .map(|row| {

@@ -1,0 +1,116 @@
+//! The pre-norm transformer both CLIP towers share (transformers `CLIPEncoder`).
+
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// The sizes of a CLIP encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderShape {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub quick_gelu: bool,
+    pub eps: f64,
+}
+
+/// `Err((field, problem))` for an activation or head count this port cannot build.
+pub fn check_encoder(act: &str, hidden: usize, heads: usize) -> Result<(), (&'static str, String)> {
+    if !["quick_gelu", "gelu"].contains(&act) {
+        return Err(("hidden_act", format!("`{act}` is not supported (quick_gelu, gelu)")));
+    }
+    if heads == 0 || !hidden.is_multiple_of(heads) {
+        return Err(("num_attention_heads", format!("does not divide hidden_size {hidden}")));
+    }
+    Ok(())
+}
+
+#[derive(Module, Debug)]
+pub struct ClipAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    #[module(skip)]
+    pub heads: usize,
+}
+
+impl ClipAttention {
+    fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let [n, l, d] = x.dims();
+        let split = |t: Tensor<3>| t.reshape([n, l, self.heads, d / self.heads]).swap_dims(1, 2);
+        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+        let out = attention(split(q), split(k), split(v), None, None, options);
+        self.out_proj.forward(out.swap_dims(1, 2).reshape([n, l, d]))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct ClipMlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    #[module(skip)]
+    pub quick_gelu: bool,
+}
+
+impl ClipMlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = if self.quick_gelu { h.clone() * sigmoid(h.mul_scalar(1.702)) } else { gelu(h) };
+        self.fc2.forward(h)
+    }
+}
+
+/// One pre-norm transformer layer (shared with the vision tower's layout).
+#[derive(Module, Debug)]
+pub struct ClipEncoderLayer {
+    pub self_attn: ClipAttention,
+    pub layer_norm1: LayerNorm,
+    pub mlp: ClipMlp,
+    pub layer_norm2: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct ClipEncoder {
+    pub layers: Vec<ClipEncoderLayer>,
+}
+
+impl ClipEncoder {
+    pub fn new(shape: &EncoderShape, device: &Device) -> Self {
+        let d = shape.hidden;
+        let norm = || LayerNormConfig::new(d).with_epsilon(shape.eps).init(device);
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let layers = (0..shape.layers)
+            .map(|_| ClipEncoderLayer {
+                self_attn: ClipAttention {
+                    q_proj: linear(d, d),
+                    k_proj: linear(d, d),
+                    v_proj: linear(d, d),
+                    out_proj: linear(d, d),
+                    heads: shape.heads,
+                },
+                layer_norm1: norm(),
+                mlp: ClipMlp {
+                    fc1: linear(d, shape.intermediate),
+                    fc2: linear(shape.intermediate, d),
+                    quick_gelu: shape.quick_gelu,
+                },
+                layer_norm2: norm(),
+            })
+            .collect();
+        Self { layers }
+    }
+
+    /// `x: [N, L, D]`; `causal` for the text tower.
+    pub fn forward(&self, mut x: Tensor<3>, causal: bool) -> Tensor<3> {
+        for layer in &self.layers {
+            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), causal);
+            x = x.clone() + layer.mlp.forward(layer.layer_norm2.forward(x));
+        }
+        x
+    }
+}
