@@ -3,6 +3,7 @@
 //! - [`lora`]: LoRA targets, per-sample deltas and sets, LoRA-aware layers, merging, and
 //!   kohya / PEFT files.
 //! - [`clip`]: the CLIP text encoder and BPE tokenizer.
+//! - [`hypernet`]: `H`, a before/after pair's features to a LoRA set for the UNet's targets.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
 //! - [`pipeline`]: the InstructPix2Pix edit (three-way guidance, DDIM), with an optional LoRA set.
@@ -15,6 +16,7 @@
 
 pub mod clip;
 pub mod error;
+pub mod hypernet;
 pub mod lora;
 pub mod nn;
 pub mod pipeline;
