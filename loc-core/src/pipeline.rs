@@ -23,12 +23,16 @@ pub struct EditOptions {
     pub text_guidance: f32,
     /// `s_I`: how strongly the output stays close to the input image.
     pub image_guidance: f32,
+    /// Instruction guidance for a LoRA (LoC): when set, the LoRA applies only in the first
+    /// branch, and this scale contrasts "with LoRA" against "without LoRA" in place of the
+    /// text scale. When `None`, the LoRA applies in every branch.
+    pub lora_guidance: Option<f32>,
     pub seed: u64,
 }
 
 impl Default for EditOptions {
     fn default() -> Self {
-        Self { steps: 20, text_guidance: 7.5, image_guidance: 1.5, seed: 0 }
+        Self { steps: 20, text_guidance: 7.5, image_guidance: 1.5, lora_guidance: None, seed: 0 }
     }
 }
 
@@ -87,6 +91,9 @@ impl InstructPix2Pix {
 
 /// The edit loop with everything given: `cond`/`uncond` text states `[N, L, D]`, the initial
 /// `noise` `[N, z, h, w]`. Returns images in `[-1, 1]`.
+///
+/// Guidance: `ε = ε(∅) + s₁ (ε₁ - ε(img)) + s_I (ε(img) - ε(∅))`, where branch 1 is
+/// "text + image" with `s₁ = s_T`, or, with `lora_guidance`, "LoRA + image" with `s₁ = s_L`.
 #[allow(clippy::too_many_arguments)]
 pub fn edit(
     unet: &UNet2DConditionModel,
@@ -105,7 +112,14 @@ pub fn edit(
     let image_latents = vae.encode(images).mode();
     let image_latents = Tensor::cat(vec![image_latents.clone(), image_latents.clone(), image_latents.zeros_like()], 0);
     let context = Tensor::cat(vec![cond, uncond.clone(), uncond], 0);
-    let lora = lora.map(|set| set.clone().repeat(3));
+    let (first_scale, lora) = match (options.lora_guidance, lora) {
+        (Some(scale), Some(set)) => {
+            let only_first: Vec<f32> = (0..3 * n).map(|i| if i < n { 1.0 } else { 0.0 }).collect();
+            let weights = Tensor::<1>::from_data(TensorData::new(only_first, [3 * n]), &image_latents.device());
+            (scale, Some(set.clone().repeat(3).scaled_per_sample(weights)))
+        }
+        (_, lora) => (options.text_guidance, lora.map(|set| set.clone().repeat(3))),
+    };
     let mut latents = noise;
     for &t in &ddim.timesteps {
         let input = Tensor::cat(vec![Tensor::cat(vec![latents.clone(); 3], 0), image_latents.clone()], 1);
@@ -114,7 +128,7 @@ pub fn edit(
         let (full, image_only, none) =
             (out.clone().narrow(0, 0, n), out.clone().narrow(0, n, n), out.narrow(0, 2 * n, n));
         let guided = none.clone()
-            + (full - image_only.clone()).mul_scalar(options.text_guidance)
+            + (full - image_only.clone()).mul_scalar(first_scale)
             + (image_only - none).mul_scalar(options.image_guidance);
         latents = ddim.step(guided, t, latents);
     }

@@ -12,6 +12,7 @@ use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, Hypernetwork, 
 use loc_core::lora::LoraSet;
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 
+#[derive(Clone)]
 struct World {
     unet: UNet2DConditionModel,
     encoder: ClipVisionModelWithProjection,
@@ -105,5 +106,31 @@ fn one_lora_reverse_step_moves_only_h_and_each_sample_gets_its_own_lora() {
         let alone =
             w.unet.forward(inputs, Tensor::full([1], 300.0, &device), context, Some(&lora.clone().select(&[sample])));
         assert_close(alone, batched.clone().narrow(0, sample, 1), 1e-5);
+    }
+}
+
+#[test]
+fn a_generated_lora_exported_as_kohya_and_merged_reproduces_the_dynamic_path() {
+    use loc_core::lora::{ExportOptions, LoraFormat, load_lora, merge_lora, save_lora};
+    let w = world(device().autodiff());
+    // One optimiser step so that the generated deltas are not zero.
+    let (a, a_edited) = (randn([2, 3, 16, 16], &w.device), randn([2, 3, 16, 16], &w.device));
+    let lora = w.hyper.forward(w.features(a.clone(), a_edited.clone()));
+    let loss = w.unet(2, Some(&lora)).powi_scalar(2).mean();
+    let grads = GradientsParams::from_module(&mut loss.backward(), &w.hyper);
+    let hyper = AdamWConfig::new().init().step(1e-2, w.hyper.clone(), grads);
+    let w = World { hyper: hyper.valid(), unet: w.unet.valid(), encoder: w.encoder.valid(), device: Device::flex() };
+    let (a, a_edited) = (a.inner(), a_edited.inner());
+    let lora = w.hyper.forward(w.features(a, a_edited));
+
+    let dir = tempfile::tempdir().unwrap();
+    for negate in [false, true] {
+        let path = dir.path().join(format!("edit_{negate}.safetensors"));
+        let options = ExportOptions { negate, ..ExportOptions::new(LoraFormat::Kohya) };
+        save_lora(&path, &lora, &w.hyper.targets, 1, &options).unwrap();
+        let loaded = load_lora(&path, &w.hyper.targets, &w.device).unwrap().set;
+        let merged = World { unet: merge_lora(w.unet.clone(), &loaded, 0, 1.0).unwrap(), ..w.clone() };
+        let sample_lora = if negate { lora.clone().select(&[1]).negate() } else { lora.clone().select(&[1]) };
+        assert_close(merged.unet(1, None), w.unet(1, Some(&sample_lora)), 1e-4);
     }
 }

@@ -83,3 +83,31 @@ fn a_diffusers_folder_edits_by_prompt_deterministically_per_seed() {
     let err = InstructPix2Pix::load(dir.path(), &device).err().unwrap().to_string();
     assert!(err.contains("vae") && err.contains("config.json"), "{err}");
 }
+
+#[test]
+fn lora_guidance_contrasts_with_and_without_the_lora() {
+    use loc_core::lora::LoraDelta;
+    let device = device();
+    let reference = read_reference(&fixture("pipeline_io.safetensors"));
+    let unet = UNet2DConditionModel::load(&fixture("unet_linear"), &device).unwrap();
+    let vae = AutoencoderKL::load(&fixture("vae"), &device).unwrap();
+    let image = tensor::<4>(&reference["image"], &device).mul_scalar(2.0).sub_scalar(1.0);
+    let uncond = tensor::<3>(&reference["uncond"], &device);
+    let run = |lora: Option<&LoraSet>, options: &EditOptions| {
+        let noise = tensor(&reference["noise"], &device);
+        edit(&unet, &vae, &SchedulerConfig::sd15(), image.clone(), uncond.clone(), uncond.clone(), noise, lora, options)
+    };
+    let lora: LoraSet = unet
+        .lora_targets()
+        .iter()
+        .map(|t| (t.path.clone(), LoraDelta::new(randn([1, 2, t.d_in], &device), randn([1, t.d_out, 2], &device), 0.3)))
+        .collect();
+    let guided = EditOptions { steps: 3, lora_guidance: Some(4.0), ..EditOptions::default() };
+    let unguided = EditOptions { lora_guidance: Some(0.0), ..guided.clone() };
+    let without = EditOptions { lora_guidance: None, ..guided.clone() };
+    let with_contrast = run(Some(&lora), &guided);
+    assert!(max_abs_diff(with_contrast.clone(), run(None, &without)) > 1e-3, "the LoRA changes the edit");
+    // s_L = 0 ignores the LoRA entirely: the no-LoRA edit with text scale 0.
+    let no_lora_text_zero = EditOptions { text_guidance: 0.0, ..without };
+    assert_close(run(Some(&lora), &unguided), run(None, &no_lora_text_zero), 1e-5);
+}
