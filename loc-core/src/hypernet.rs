@@ -17,6 +17,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::clip::ClipVisionModelWithProjection;
 use crate::lora::{LoraDelta, LoraSet, LoraTarget};
 
 /// Which UNet targets get a generated LoRA: paths ending in one of `suffixes`.
@@ -240,4 +241,43 @@ impl Hypernetwork {
     pub fn rank(&self) -> usize {
         self.rank
     }
+}
+
+/// CLIP's pixel normalisation (mean, std per RGB channel).
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// Images in `[-1, 1]` (any size) as the vision tower's input: bicubic resize to its
+/// `image_size`, CLIP normalisation.
+pub fn clip_pixels(images: Tensor<4>, image_size: usize) -> Tensor<4> {
+    use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
+    let device = images.device();
+    let resize = Interpolate2dConfig::new()
+        .with_output_size(Some([image_size, image_size]))
+        .with_mode(InterpolateMode::Cubic)
+        .init();
+    let unit = resize.forward(images).add_scalar(1.0).div_scalar(2.0);
+    let mean = Tensor::<1>::from_floats(CLIP_MEAN, &device).reshape([1, 3, 1, 1]);
+    let std = Tensor::<1>::from_floats(CLIP_STD, &device).reshape([1, 3, 1, 1]);
+    (unit - mean) / std
+}
+
+/// `f_A`, `f_A'` (and patch tokens when `patches`) from the vision tower: the class token
+/// after `post_layernorm`.
+pub fn pair_features(
+    encoder: &ClipVisionModelWithProjection,
+    before: Tensor<4>,
+    after: Tensor<4>,
+    patches: bool,
+) -> PairFeatures {
+    let size = encoder.config.image_size;
+    let (a, b) = (encoder.forward(clip_pixels(before, size)), encoder.forward(clip_pixels(after, size)));
+    let tokens = patches.then(|| {
+        let count = a.last_hidden_state.dims()[1] - 1;
+        Tensor::cat(
+            vec![a.last_hidden_state.clone().narrow(1, 1, count), b.last_hidden_state.clone().narrow(1, 1, count)],
+            1,
+        )
+    });
+    PairFeatures { before: a.pooler_output, after: b.pooler_output, patches: tokens }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`lora`]: LoRA targets, per-sample deltas and sets, LoRA-aware layers, merging, and
 //!   kohya / PEFT files.
+//! - [`checkpoint`]: what a LoC run leaves behind (manifest + `H`'s weights) and `LocModel`.
 //! - [`clip`]: the CLIP text encoder and BPE tokenizer.
 //! - [`hypernet`]: `H`, a before/after pair's features to a LoRA set for the UNet's targets.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
@@ -14,6 +15,7 @@
 //! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
 //! workspace README.
 
+pub mod checkpoint;
 pub mod clip;
 pub mod error;
 pub mod hypernet;

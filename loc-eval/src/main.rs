@@ -1,11 +1,13 @@
-//! `loc-eval`: parity runs of the ported models today; metrics, evaluation protocols and the
-//! `edit` / `export-lora` commands as their issues land.
+//! `loc-eval`: editing with a trained LoC checkpoint (`edit`, `export-lora`) and parity runs
+//! of the ported models (`forward`); metrics and evaluation protocols as their issues land.
 
 mod forward;
+mod loc;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use loc_core::pipeline::EditOptions;
 
 #[derive(Parser)]
 #[command(version, about = "Evaluate and use LoRA of Change models")]
@@ -29,12 +31,90 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Apply the change shown by a before/after pair to a query image.
+    Edit {
+        /// A LoC checkpoint folder (loc_checkpoint.json + hypernet.safetensors).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        before: PathBuf,
+        #[arg(long)]
+        after: PathBuf,
+        #[arg(long)]
+        query: PathBuf,
+        /// The edited query, at the query's size (format from the extension).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Instruction guidance: the edit with the pair's LoRA against the edit without it.
+        #[arg(long, default_value_t = 7.5)]
+        guidance: f32,
+        /// Image guidance: how close the result stays to the query.
+        #[arg(long, default_value_t = 1.5)]
+        image_guidance: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Multiplies the generated LoRA.
+        #[arg(long, default_value_t = 1.0)]
+        strength: f32,
+        /// Apply the reverse change (-Δ).
+        #[arg(long)]
+        negate: bool,
+    },
+    /// Write the LoRA generated for a before/after pair (kohya or PEFT safetensors).
+    ExportLora {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        before: PathBuf,
+        #[arg(long)]
+        after: PathBuf,
+        #[arg(long, value_enum)]
+        format: loc::Format,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1.0)]
+        strength: f32,
+        #[arg(long)]
+        negate: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Forward { component, model_dir, inputs, output } => {
             forward::run(component, &model_dir, &inputs, &output)
+        }
+        Command::Edit {
+            checkpoint,
+            before,
+            after,
+            query,
+            out,
+            steps,
+            guidance,
+            image_guidance,
+            seed,
+            strength,
+            negate,
+        } => {
+            let options =
+                EditOptions { steps, image_guidance, lora_guidance: Some(guidance), seed, ..EditOptions::default() };
+            let args = loc::EditArgs {
+                checkpoint: &checkpoint,
+                before: &before,
+                after: &after,
+                query: &query,
+                out: &out,
+                options,
+                strength,
+                negate,
+            };
+            loc::edit(args)
+        }
+        Command::ExportLora { checkpoint, before, after, format, out, strength, negate } => {
+            loc::export_lora(&checkpoint, &before, &after, format, &out, strength, negate)
         }
     }
 }

@@ -1,0 +1,109 @@
+//! What a LoC training run leaves behind, readable without the trainer: a manifest (where the
+//! frozen editor and image encoder are, the hypernetwork's configuration, its targets) and the
+//! hypernetwork's weights.
+//!
+//! ```text
+//! CHECKPOINT/loc_checkpoint.json     CheckpointManifest
+//! CHECKPOINT/hypernet.safetensors    H's weights
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use crate::clip::ClipVisionModelWithProjection;
+use crate::error::ModelError;
+use crate::hypernet::{HypernetConfig, Hypernetwork, pair_features, select_targets};
+use crate::lora::LoraSet;
+use crate::pipeline::{EditOptions, InstructPix2Pix, edit};
+use crate::weights::{load_safetensors, read_config};
+
+const MANIFEST: &str = "loc_checkpoint.json";
+const WEIGHTS: &str = "hypernet.safetensors";
+
+/// Paths are relative to the checkpoint folder unless absolute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointManifest {
+    pub format_version: u32,
+    /// The frozen InstructPix2Pix (a diffusers folder).
+    pub editor: PathBuf,
+    /// The CLIP vision tower `H` reads the pair with.
+    pub image_encoder: PathBuf,
+    pub hypernet: HypernetConfig,
+    /// UNet targets that get a LoRA: paths ending in one of these.
+    pub target_suffixes: Vec<String>,
+    /// Side of the square images the editor works at.
+    pub resolution: u32,
+    /// Training step the weights come from.
+    pub step: u64,
+}
+
+/// Writes `manifest` and `hypernet`'s weights into `dir` (created if needed).
+pub fn save_checkpoint(dir: &Path, manifest: &CheckpointManifest, hypernet: &Hypernetwork) -> Result<(), ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let weights = dir.join(WEIGHTS);
+    let partial = dir.join(format!(".{WEIGHTS}.tmp"));
+    // PyTorch layout, like every other weights file the project reads.
+    let mut store = SafetensorsStore::from_file(&partial).with_to_adapter(BurnToPyTorchAdapter);
+    hypernet
+        .clone()
+        .save_into(&mut store)
+        .map_err(|e| ModelError::WeightsFile { path: weights.clone(), problem: e.to_string() })?;
+    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    let json = serde_json::to_string_pretty(manifest).expect("a serialisable manifest");
+    let manifest_path = dir.join(MANIFEST);
+    let partial = dir.join(format!(".{MANIFEST}.tmp"));
+    std::fs::write(&partial, json).map_err(io(&partial))?;
+    std::fs::rename(&partial, &manifest_path).map_err(io(&manifest_path))
+}
+
+/// A trained LoC model: the frozen editor, the image encoder and `H`.
+pub struct LocModel {
+    pub editor: InstructPix2Pix,
+    pub encoder: ClipVisionModelWithProjection,
+    pub hypernet: Hypernetwork,
+    pub manifest: CheckpointManifest,
+}
+
+impl LocModel {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let manifest: CheckpointManifest = read_config(&dir.join(MANIFEST))?;
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+        let editor = InstructPix2Pix::load(&resolve(&manifest.editor), device)?;
+        let encoder = ClipVisionModelWithProjection::load(&resolve(&manifest.image_encoder), device)?;
+        let suffixes: Vec<&str> = manifest.target_suffixes.iter().map(String::as_str).collect();
+        let targets = select_targets(&editor.unet.lora_targets(), &suffixes);
+        let hypernet = load_safetensors(manifest.hypernet.init(&targets, device), &dir.join(WEIGHTS))?.no_grad();
+        Ok(Self { editor, encoder, hypernet, manifest })
+    }
+
+    /// `Δ = H(A, A')` for images in `[-1, 1]` at the model resolution.
+    pub fn generate(&self, before: Tensor<4>, after: Tensor<4>) -> LoraSet {
+        let patches = self.manifest.hypernet.patch_dim.is_some();
+        self.hypernet.forward(pair_features(&self.encoder, before, after, patches))
+    }
+
+    /// `B' = G(Δ, B)` with the empty instruction; `lora` from [`generate`](Self::generate) or a
+    /// file, already scaled or negated as wanted.
+    pub fn edit(&self, query: Tensor<4>, lora: &LoraSet, options: &EditOptions) -> Tensor<4> {
+        let device = query.device();
+        let n = query.dims()[0];
+        let empty = self.editor.encode_prompts(&vec![""; n], &device);
+        let [_, _, h, w] = query.dims();
+        let factor = 1 << (self.editor.vae.config.block_out_channels.len() - 1);
+        device.seed(options.seed);
+        let z = self.editor.vae.config.latent_channels;
+        let noise =
+            Tensor::random([n, z, h / factor, w / factor], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let e = &self.editor;
+        edit(&e.unet, &e.vae, &e.scheduler, query, empty.clone(), empty, noise, Some(lora), options)
+    }
+}

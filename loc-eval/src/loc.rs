@@ -1,0 +1,97 @@
+//! `loc-eval edit` and `loc-eval export-lora`: a trained checkpoint applied to a user's
+//! before/after pair. Images of any size and colour type are read, stretched to the model
+//! resolution, and the edited query is returned at its own size.
+
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use burn::prelude::*;
+use clap::ValueEnum;
+use image::{RgbImage, imageops};
+use loc_core::checkpoint::LocModel;
+use loc_core::lora::{ExportOptions, LoraFormat, LoraSet, save_lora};
+use loc_core::pipeline::EditOptions;
+use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
+use loc_data::record::ImageSource;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Kohya,
+    Peft,
+}
+
+/// The image at `path`, its original size, and the model-resolution tensor in `[-1, 1]`.
+fn read_image(path: &Path, resolution: u32, device: &Device) -> anyhow::Result<((u32, u32), Tensor<4>)> {
+    let image =
+        load_rgb(&ImageSource::File(path.to_path_buf()), ImageLimits::default()).map_err(|skip| anyhow!("{skip}"))?;
+    let resized = imageops::resize(&image, resolution, resolution, imageops::FilterType::CatmullRom);
+    Ok((image.dimensions(), images_to_tensor(&[&resized], device)))
+}
+
+/// `Δ = H(A, A')` for the pair at these paths, with strength and negation applied.
+fn generate(
+    model: &LocModel,
+    before: &Path,
+    after: &Path,
+    strength: f32,
+    negate: bool,
+    device: &Device,
+) -> anyhow::Result<LoraSet> {
+    let resolution = model.manifest.resolution;
+    let (_, a) = read_image(before, resolution, device)?;
+    let (_, a_edited) = read_image(after, resolution, device)?;
+    let lora = model.generate(a, a_edited).scaled(strength);
+    Ok(if negate { lora.negate() } else { lora })
+}
+
+pub struct EditArgs<'a> {
+    pub checkpoint: &'a Path,
+    pub before: &'a Path,
+    pub after: &'a Path,
+    pub query: &'a Path,
+    pub out: &'a Path,
+    pub options: EditOptions,
+    pub strength: f32,
+    pub negate: bool,
+}
+
+/// Applies the pair's change to the query image and writes the result.
+pub fn edit(args: EditArgs) -> anyhow::Result<()> {
+    let device = Device::flex();
+    let model = LocModel::load(args.checkpoint, &device)?;
+    let lora = generate(&model, args.before, args.after, args.strength, args.negate, &device)?;
+    let ((width, height), query) = read_image(args.query, model.manifest.resolution, &device)?;
+    let edited = model.edit(query, &lora, &args.options);
+    let [_, _, h, w] = edited.dims();
+    let values = edited.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let plane = h * w;
+    let pixels = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let at = y as usize * w + x as usize;
+        let channel = |c: usize| ((values[c * plane + at] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+        image::Rgb([channel(0), channel(1), channel(2)])
+    });
+    let output = imageops::resize(&pixels, width, height, imageops::FilterType::CatmullRom);
+    output.save(args.out).with_context(|| format!("writing {}", args.out.display()))
+}
+
+/// Writes the pair's LoRA as a kohya or PEFT file.
+pub fn export_lora(
+    checkpoint: &Path,
+    before: &Path,
+    after: &Path,
+    format: Format,
+    out: &Path,
+    strength: f32,
+    negate: bool,
+) -> anyhow::Result<()> {
+    let device = Device::flex();
+    let model = LocModel::load(checkpoint, &device)?;
+    let lora = generate(&model, before, after, 1.0, false, &device)?;
+    let format = match format {
+        Format::Kohya => LoraFormat::Kohya,
+        Format::Peft => LoraFormat::Peft,
+    };
+    let options = ExportOptions { strength, negate, ..ExportOptions::new(format) };
+    save_lora(out, &lora, &model.hypernet.targets, 0, &options)?;
+    Ok(())
+}
