@@ -2,14 +2,14 @@
 //! before/after pair. Images of any size and colour type are read, stretched to the model
 //! resolution, and the edited query is returned at its own size.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use clap::ValueEnum;
 use image::{RgbImage, imageops};
 use loc_core::checkpoint::LocModel;
-use loc_core::lora::{ExportOptions, LoraFormat, LoraSet, save_lora};
+use loc_core::lora::{ExportOptions, LoraFormat, LoraSet, load_lora, save_lora};
 use loc_core::pipeline::EditOptions;
 use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
 use loc_data::record::ImageSource;
@@ -44,10 +44,17 @@ fn generate(
     Ok(if negate { lora.negate() } else { lora })
 }
 
+/// Where the change comes from.
+pub enum Change {
+    /// A before/after pair, through the hypernetwork.
+    Pair(PathBuf, PathBuf),
+    /// A stored LoRA file (kohya or PEFT).
+    File(PathBuf),
+}
+
 pub struct EditArgs<'a> {
     pub checkpoint: &'a Path,
-    pub before: &'a Path,
-    pub after: &'a Path,
+    pub change: Change,
     pub query: &'a Path,
     pub out: &'a Path,
     pub options: EditOptions,
@@ -59,7 +66,13 @@ pub struct EditArgs<'a> {
 pub fn edit(args: EditArgs) -> anyhow::Result<()> {
     let device = Device::flex();
     let model = LocModel::load(args.checkpoint, &device)?;
-    let lora = generate(&model, args.before, args.after, args.strength, args.negate, &device)?;
+    let lora = match &args.change {
+        Change::Pair(before, after) => generate(&model, before, after, args.strength, args.negate, &device)?,
+        Change::File(file) => {
+            let lora = load_lora(file, &model.hypernet.targets, &device)?.set.scaled(args.strength);
+            if args.negate { lora.negate() } else { lora }
+        }
+    };
     let ((width, height), query) = read_image(args.query, model.manifest.resolution, &device)?;
     let edited = model.edit(query, &lora, &args.options);
     let [_, _, h, w] = edited.dims();

@@ -31,15 +31,18 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
-    /// Apply the change shown by a before/after pair to a query image.
+    /// Apply the change shown by a before/after pair (or stored in a LoRA file) to a query image.
     Edit {
         /// A LoC checkpoint folder (loc_checkpoint.json + hypernet.safetensors).
         #[arg(long)]
         checkpoint: PathBuf,
-        #[arg(long)]
-        before: PathBuf,
-        #[arg(long)]
-        after: PathBuf,
+        #[arg(long, required_unless_present = "lora", requires = "after")]
+        before: Option<PathBuf>,
+        #[arg(long, requires = "before")]
+        after: Option<PathBuf>,
+        /// A kohya or PEFT LoRA file (e.g. from export-lora) instead of a pair.
+        #[arg(long, conflicts_with_all = ["before", "after"])]
+        lora: Option<PathBuf>,
         #[arg(long)]
         query: PathBuf,
         /// The edited query, at the query's size (format from the extension).
@@ -90,6 +93,7 @@ fn main() -> anyhow::Result<()> {
             checkpoint,
             before,
             after,
+            lora,
             query,
             out,
             steps,
@@ -101,17 +105,20 @@ fn main() -> anyhow::Result<()> {
         } => {
             let options =
                 EditOptions { steps, image_guidance, lora_guidance: Some(guidance), seed, ..EditOptions::default() };
-            let args = loc::EditArgs {
+            let change = match (lora, before, after) {
+                (Some(file), _, _) => loc::Change::File(file),
+                (None, Some(before), Some(after)) => loc::Change::Pair(before, after),
+                _ => unreachable!("clap requires a pair or a LoRA file"),
+            };
+            loc::edit(loc::EditArgs {
                 checkpoint: &checkpoint,
-                before: &before,
-                after: &after,
+                change,
                 query: &query,
                 out: &out,
                 options,
                 strength,
                 negate,
-            };
-            loc::edit(args)
+            })
         }
         Command::ExportLora { checkpoint, before, after, format, out, strength, negate } => {
             loc::export_lora(&checkpoint, &before, &after, format, &out, strength, negate)

@@ -123,5 +123,17 @@ fn edit_returns_the_query_at_its_own_size_deterministically() {
     let reversed = edit(&dir.path().join("c.png"), &["--negate"]);
     assert_eq!(first, again, "same seed, same bytes");
     assert_ne!(first, reversed, "the reverse change differs");
+
+    // The pair's exported LoRA, applied from the file, gives the same edit.
+    let file = dir.path().join("pair.safetensors");
+    let paths = [("--checkpoint", checkpoint.as_path()), ("--before", &before), ("--after", &after), ("--out", &file)];
+    run(&["export-lora", "--format", "kohya"], &paths);
+    let from_file = dir.path().join("d.png");
+    let paths = [("--checkpoint", checkpoint.as_path()), ("--lora", &file), ("--query", &query), ("--out", &from_file)];
+    run(&["edit", "--steps", "3", "--seed", "4"], &paths);
+    let (a, d) = (image::open(dir.path().join("a.png")).unwrap().to_rgb8(), image::open(&from_file).unwrap().to_rgb8());
+    let worst =
+        a.pixels().zip(d.pixels()).flat_map(|(p, q)| p.0.iter().zip(q.0).map(|(x, y)| x.abs_diff(y))).max().unwrap();
+    assert!(worst <= 1, "stored LoRA vs generated: {worst} levels apart");
     assert_eq!(image::open(dir.path().join("a.png")).unwrap().to_rgb8().dimensions(), (20, 12));
 }
