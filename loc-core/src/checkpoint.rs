@@ -18,7 +18,7 @@ use crate::clip::ClipVisionModelWithProjection;
 use crate::error::ModelError;
 use crate::hypernet::{HypernetConfig, Hypernetwork, pair_features, select_targets};
 use crate::lora::LoraSet;
-use crate::pipeline::{EditOptions, InstructPix2Pix, edit};
+use crate::pipeline::{EditOptions, InstructPix2Pix};
 use crate::weights::{load_safetensors, read_config};
 
 const MANIFEST: &str = "loc_checkpoint.json";
@@ -94,16 +94,7 @@ impl LocModel {
     /// `B' = G(Δ, B)` with the empty instruction; `lora` from [`generate`](Self::generate) or a
     /// file, already scaled or negated as wanted.
     pub fn edit(&self, query: Tensor<4>, lora: &LoraSet, options: &EditOptions) -> Tensor<4> {
-        let device = query.device();
-        let n = query.dims()[0];
-        let empty = self.editor.encode_prompts(&vec![""; n], &device);
-        let [_, _, h, w] = query.dims();
-        let factor = 1 << (self.editor.vae.config.block_out_channels.len() - 1);
-        device.seed(options.seed);
-        let z = self.editor.vae.config.latent_channels;
-        let noise =
-            Tensor::random([n, z, h / factor, w / factor], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-        let e = &self.editor;
-        edit(&e.unet, &e.vae, &e.scheduler, query, empty.clone(), empty, noise, Some(lora), options)
+        let empty = self.editor.encode_prompts(&vec![""; query.dims()[0]], &query.device());
+        self.editor.edit_with_states(query, empty.clone(), empty, Some(lora), options)
     }
 }

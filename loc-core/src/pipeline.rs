@@ -77,14 +77,25 @@ impl InstructPix2Pix {
         let device = images.device();
         let cond = self.encode_prompts(prompts, &device);
         let uncond = self.encode_prompts(&vec![""; prompts.len()], &device);
+        self.edit_with_states(images, cond, uncond, lora, options)
+    }
+
+    /// Edits `images` with given text states, the initial noise drawn from `options.seed`
+    /// (which seeds the device's generator).
+    pub fn edit_with_states(
+        &self,
+        images: Tensor<4>,
+        cond: Tensor<3>,
+        uncond: Tensor<3>,
+        lora: Option<&LoraSet>,
+        options: &EditOptions,
+    ) -> Tensor<4> {
+        let device = images.device();
         let [n, _, h, w] = images.dims();
         let factor = 1 << (self.vae.config.block_out_channels.len() - 1);
         device.seed(options.seed);
-        let noise = Tensor::random(
-            [n, self.vae.config.latent_channels, h / factor, w / factor],
-            Distribution::Normal(0.0, 1.0),
-            &device,
-        );
+        let latent = [n, self.vae.config.latent_channels, h / factor, w / factor];
+        let noise = Tensor::random(latent, Distribution::Normal(0.0, 1.0), &device);
         edit(&self.unet, &self.vae, &self.scheduler, images, cond, uncond, noise, lora, options)
     }
 }
