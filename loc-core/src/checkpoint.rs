@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use serde::{Deserialize, Serialize};
 
 use crate::clip::ClipVisionModelWithProjection;
@@ -19,7 +18,7 @@ use crate::error::ModelError;
 use crate::hypernet::{HypernetConfig, Hypernetwork, pair_features, select_targets};
 use crate::lora::LoraSet;
 use crate::pipeline::{EditOptions, InstructPix2Pix};
-use crate::weights::{load_safetensors, read_config};
+use crate::weights::{load_safetensors, read_config, save_safetensors, write_config};
 
 const MANIFEST: &str = "loc_checkpoint.json";
 const WEIGHTS: &str = "hypernet.safetensors";
@@ -44,25 +43,9 @@ pub struct CheckpointManifest {
 
 /// Writes `manifest` and `hypernet`'s weights into `dir` (created if needed).
 pub fn save_checkpoint(dir: &Path, manifest: &CheckpointManifest, hypernet: &Hypernetwork) -> Result<(), ModelError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let weights = dir.join(WEIGHTS);
-    let partial = dir.join(format!(".{WEIGHTS}.tmp"));
-    // PyTorch layout, like every other weights file the project reads.
-    let mut store = SafetensorsStore::from_file(&partial).with_to_adapter(BurnToPyTorchAdapter);
-    hypernet
-        .clone()
-        .save_into(&mut store)
-        .map_err(|e| ModelError::WeightsFile { path: weights.clone(), problem: e.to_string() })?;
-    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
-    let json = serde_json::to_string_pretty(manifest).expect("a serialisable manifest");
-    let manifest_path = dir.join(MANIFEST);
-    let partial = dir.join(format!(".{MANIFEST}.tmp"));
-    std::fs::write(&partial, json).map_err(io(&partial))?;
-    std::fs::rename(&partial, &manifest_path).map_err(io(&manifest_path))
+    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+    save_safetensors(hypernet, &dir.join(WEIGHTS))?;
+    write_config(&dir.join(MANIFEST), manifest, None)
 }
 
 /// A trained LoC model: the frozen editor, the image encoder and `H`.

@@ -37,33 +37,45 @@ impl Default for EditOptions {
 }
 
 /// A frozen InstructPix2Pix: UNet (8 input channels), VAE, CLIP text encoder and tokenizer,
-/// and the scheduler settings.
+/// and the scheduler settings. Without a VAE the editor works in pixel space (UNet with 6
+/// input and 3 output channels): small editors, like the tiny world's, need no autoencoder.
 pub struct InstructPix2Pix {
     pub unet: UNet2DConditionModel,
-    pub vae: AutoencoderKL,
+    pub vae: Option<AutoencoderKL>,
     pub text_encoder: ClipTextModel,
     pub tokenizer: ClipTokenizer,
     pub scheduler: SchedulerConfig,
 }
 
 impl InstructPix2Pix {
-    /// A diffusers folder: `unet/`, `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`.
+    /// A diffusers folder: `unet/`, `vae/` (absent for a pixel-space editor), `text_encoder/`,
+    /// `tokenizer/`, `scheduler/`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let vae_dir = dir.join("vae");
         Ok(Self {
             unet: UNet2DConditionModel::load(&dir.join("unet"), device)?,
-            vae: AutoencoderKL::load(&dir.join("vae"), device)?,
+            vae: if vae_dir.exists() { Some(AutoencoderKL::load(&vae_dir, device)?) } else { None },
             text_encoder: ClipTextModel::load(&dir.join("text_encoder"), device)?,
             tokenizer: ClipTokenizer::load(&dir.join("tokenizer"))?,
             scheduler: SchedulerConfig::load(&dir.join("scheduler").join("scheduler_config.json"))?,
         })
     }
 
+    /// A copy for inference on the plain (non-autodiff) device, gradients off: sampling with
+    /// a model being trained must not build a backward graph.
+    pub fn valid(&self) -> Self {
+        Self {
+            unet: self.unet.valid(),
+            vae: self.vae.as_ref().map(Module::valid),
+            text_encoder: self.text_encoder.valid(),
+            tokenizer: self.tokenizer.clone(),
+            scheduler: self.scheduler.clone(),
+        }
+    }
+
     /// `[N, 77, D]` text states for `prompts` (the empty prompt is the unconditional one).
     pub fn encode_prompts(&self, prompts: &[&str], device: &Device) -> Tensor<3> {
-        let length = self.tokenizer.max_length;
-        let ids: Vec<i64> = prompts.iter().flat_map(|p| self.tokenizer.encode(p)).map(i64::from).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [prompts.len(), length]), device);
-        self.text_encoder.forward(ids).last_hidden_state
+        encode_prompts(&self.text_encoder, &self.tokenizer, prompts, device)
     }
 
     /// Edits `images` (`[N, 3, H, W]` in `[-1, 1]`) by `prompts`, noise drawn from the seed.
@@ -91,12 +103,9 @@ impl InstructPix2Pix {
         options: &EditOptions,
     ) -> Tensor<4> {
         let device = images.device();
-        let [n, _, h, w] = images.dims();
-        let factor = 1 << (self.vae.config.block_out_channels.len() - 1);
         device.seed(options.seed);
-        let latent = [n, self.vae.config.latent_channels, h / factor, w / factor];
-        let noise = Tensor::random(latent, Distribution::Normal(0.0, 1.0), &device);
-        edit(&self.unet, &self.vae, &self.scheduler, images, cond, uncond, noise, lora, options)
+        let noise = Tensor::random(latent_shape(self.vae.as_ref(), images.dims()), Distribution::Normal(0.0, 1.0), &device);
+        edit(&self.unet, self.vae.as_ref(), &self.scheduler, images, cond, uncond, noise, lora, options)
     }
 }
 
@@ -108,7 +117,7 @@ impl InstructPix2Pix {
 #[allow(clippy::too_many_arguments)]
 pub fn edit(
     unet: &UNet2DConditionModel,
-    vae: &AutoencoderKL,
+    vae: Option<&AutoencoderKL>,
     scheduler: &SchedulerConfig,
     images: Tensor<4>,
     cond: Tensor<3>,
@@ -120,7 +129,7 @@ pub fn edit(
     let n = images.dims()[0];
     let ddim = Ddim::new(scheduler, options.steps);
     // Branches: (text + image), (image only), (neither).
-    let image_latents = vae.encode(images).mode();
+    let image_latents = condition_latents(vae, images);
     let image_latents = Tensor::cat(vec![image_latents.clone(), image_latents.clone(), image_latents.zeros_like()], 0);
     let context = Tensor::cat(vec![cond, uncond.clone(), uncond], 0);
     let (first_scale, lora) = match (options.lora_guidance, lora) {
@@ -143,5 +152,53 @@ pub fn edit(
             + (image_only - none).mul_scalar(options.image_guidance);
         latents = ddim.step(guided, t, latents);
     }
-    vae.decode(latents.div_scalar(vae.scaling_factor() as f32))
+    decode_latents(vae, latents)
+}
+
+/// `[N, L, D]` text states (the last hidden state) for `prompts`.
+pub fn encode_prompts(
+    text_encoder: &ClipTextModel,
+    tokenizer: &ClipTokenizer,
+    prompts: &[&str],
+    device: &Device,
+) -> Tensor<3> {
+    let ids: Vec<i64> = prompts.iter().flat_map(|p| tokenizer.encode(p)).map(i64::from).collect();
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [prompts.len(), tokenizer.max_length]), device);
+    text_encoder.forward(ids).last_hidden_state
+}
+
+/// The shape of the latents for images of shape `[n, 3, h, w]`.
+pub fn latent_shape(vae: Option<&AutoencoderKL>, [n, c, h, w]: [usize; 4]) -> [usize; 4] {
+    match vae {
+        Some(vae) => {
+            let factor = 1 << (vae.config.block_out_channels.len() - 1);
+            [n, vae.config.latent_channels, h / factor, w / factor]
+        }
+        None => [n, c, h, w],
+    }
+}
+
+/// The spatial condition: the VAE's mode, unscaled (InstructPix2Pix), or the pixels.
+pub fn condition_latents(vae: Option<&AutoencoderKL>, images: Tensor<4>) -> Tensor<4> {
+    match vae {
+        Some(vae) => vae.encode(images).mode(),
+        None => images,
+    }
+}
+
+/// What the UNet denoises: a VAE sample scaled by the scaling factor (`noise` draws the
+/// sample), or the pixels.
+pub fn target_latents(vae: Option<&AutoencoderKL>, images: Tensor<4>, noise: Tensor<4>) -> Tensor<4> {
+    match vae {
+        Some(vae) => vae.encode(images).sample(noise).mul_scalar(vae.scaling_factor() as f32),
+        None => images,
+    }
+}
+
+/// Latents back to images in `[-1, 1]` (pixel space: the latents themselves).
+pub fn decode_latents(vae: Option<&AutoencoderKL>, latents: Tensor<4>) -> Tensor<4> {
+    match vae {
+        Some(vae) => vae.decode(latents.div_scalar(vae.scaling_factor() as f32)),
+        None => latents,
+    }
 }

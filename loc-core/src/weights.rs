@@ -8,11 +8,36 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::store::{FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{
+    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
+};
 use burn::tensor::DType;
 use serde::de::DeserializeOwned;
 
 use crate::error::ModelError;
+
+/// Writes a `config.json` (pretty, atomically); `class_name` fills diffusers' `_class_name`.
+pub fn write_config<T: serde::Serialize>(path: &Path, config: &T, class_name: Option<&str>) -> Result<(), ModelError> {
+    let mut value = serde_json::to_value(config).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+    if let (Some(name), Some(map)) = (class_name, value.as_object_mut()) {
+        map.insert("_class_name".into(), name.into());
+    }
+    let text = serde_json::to_string_pretty(&value).expect("a JSON value");
+    crate::lora::write_atomically(path, text.as_bytes())
+        .map_err(|e| ModelError::WeightsFile { path: path.to_path_buf(), problem: e.to_string() })
+}
+
+/// Writes every tensor of `module` to `path` in the PyTorch layout the loaders read
+/// (`weight`/`bias` names, PyTorch `Linear` orientation, no enum variants), atomically.
+pub fn save_safetensors<M: Module>(module: &M, path: &Path) -> Result<(), ModelError> {
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partial = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    let mut store =
+        SafetensorsStore::from_file(&partial).with_to_adapter(BurnToPyTorchAdapter).skip_enum_variants(true);
+    let err = |problem: String| ModelError::WeightsFile { path: path.to_path_buf(), problem };
+    module.clone().save_into(&mut store).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&partial, path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+}
 
 /// Reads a `config.json`.
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T, ModelError> {

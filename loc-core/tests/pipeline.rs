@@ -21,7 +21,7 @@ fn the_edit_loop_matches_the_diffusers_pipeline_and_a_zero_lora_changes_nothing(
     let run = |lora: Option<&LoraSet>| {
         edit(
             &unet,
-            &vae,
+            Some(&vae),
             &SchedulerConfig::sd15(),
             image.clone(),
             tensor(&reference["cond"], &device),
@@ -73,7 +73,7 @@ fn lora_guidance_contrasts_with_and_without_the_lora() {
     let uncond = tensor::<3>(&reference["uncond"], &device);
     let run = |lora: Option<&LoraSet>, options: &EditOptions| {
         let noise = tensor(&reference["noise"], &device);
-        edit(&unet, &vae, &SchedulerConfig::sd15(), image.clone(), uncond.clone(), uncond.clone(), noise, lora, options)
+        edit(&unet, Some(&vae), &SchedulerConfig::sd15(), image.clone(), uncond.clone(), uncond.clone(), noise, lora, options)
     };
     let lora: LoraSet = unet
         .lora_targets()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use burn_dataset::Dataset;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::loader::{PairLoader, Source, split_indices};
@@ -13,7 +13,7 @@ use crate::magicbrush::MagicBrush;
 use crate::magicbrush_parquet::parquet_shards;
 use crate::manifest::Manifest;
 use crate::pipeline::{ImageLimits, Preprocess};
-use crate::record::PairRecord;
+use crate::record::{PairRecord, QuadRecord};
 use crate::seed::{SeedConfig, SeedEdit};
 use crate::skip::SkipLog;
 use crate::world::{SyntheticWorld, WorldSplit};
@@ -27,7 +27,7 @@ fn default_threads() -> usize {
 }
 
 /// Every field is documented in `configs/README.md`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// Side of the square training images.
@@ -53,7 +53,7 @@ fn default_max_side() -> u32 {
 }
 
 /// One data set and its sampling weight.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSetConfig {
     pub name: String,
@@ -63,7 +63,7 @@ pub struct DataSetConfig {
 }
 
 /// Where a data set's pairs come from.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// The procedural world (no files).
@@ -124,6 +124,32 @@ impl SourceConfig {
             }
             SourceConfig::Manifest { path } => shared(Manifest::open(path)?),
         })
+    }
+}
+
+impl SourceConfig {
+    /// The first `count` quads of a data set that has them: the synthetic world (quads of
+    /// its split) or a manifest's `query`/`target` lines.
+    pub fn open_quads(&self, seed: u64, resolution: u32, count: usize) -> Result<Vec<QuadRecord>, DataError> {
+        let take = |quads: &dyn Dataset<QuadRecord>| (0..count.min(quads.len())).filter_map(|i| quads.get(i).ok()).collect();
+        match self {
+            SourceConfig::Synthetic { len, held_out } => {
+                let split = if *held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
+                Ok(take(&SyntheticWorld::new(resolution, seed, *len, split).quads()))
+            }
+            SourceConfig::Manifest { path } => {
+                let manifest = Manifest::open(path)?;
+                let quads: Vec<QuadRecord> = take(&manifest.quads());
+                if quads.is_empty() {
+                    return Err(DataError::Empty { path: path.clone(), skipped: manifest.skips.total() });
+                }
+                Ok(quads)
+            }
+            other => Err(DataError::Invalid {
+                path: PathBuf::from(other.kind()),
+                problem: "this kind of data set has no quads (use `synthetic` or `manifest`)".into(),
+            }),
+        }
     }
 }
 

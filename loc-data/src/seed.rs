@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use burn_dataset::{Dataset, DatasetError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::archive::{archive_parts, extract_tar_gz_parts};
@@ -23,7 +23,7 @@ use crate::record::{ImageSource, PairRecord};
 use crate::skip::{Skip, SkipKind, SkipLog};
 
 /// Which release part a set of annotations belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SeedPart {
     /// Automated pairs (Openimages, Unsplash).
@@ -35,7 +35,7 @@ pub enum SeedPart {
 }
 
 /// Where a SEED part's images are.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SeedImages {
     /// An extracted image folder.
@@ -45,7 +45,7 @@ pub enum SeedImages {
 }
 
 /// How to open one SEED part.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedConfig {
     pub part: SeedPart,

@@ -1,9 +1,11 @@
 //! Run configuration: a TOML file, unknown keys rejected, values checked before any work.
+//! `--set key=value` overrides any field (dotted path, TOML value) before validation.
 
 use std::path::{Path, PathBuf};
 
-use loc_data::config::DataConfig;
-use serde::Deserialize;
+use loc_core::hypernet::DEFAULT_TARGET_SUFFIXES;
+use loc_data::config::{DataConfig, SourceConfig};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -11,85 +13,280 @@ pub enum ConfigError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: {source}", path.display())]
     Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("{}: `--set {item}`: {problem}", path.display())]
+    Override { path: PathBuf, item: String, problem: String },
     #[error("{}: `{field}` {problem}", path.display())]
     Invalid { path: PathBuf, field: String, problem: String },
 }
 
-/// What a run does.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+/// Which modules train.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
-    /// LoRA Reverse on a toy linear world ([`crate::toy`]).
-    LoraToy,
+    /// The InstructPix2Pix editor (UNet, and the text encoder unless frozen) on pairs with
+    /// their text instructions.
+    Editor,
+    /// The hypernetwork `H` (and optionally the image encoder) with LoRA Reverse; the editor frozen.
+    Hypernet,
 }
 
 /// A whole run. Every field is documented in `configs/README.md`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub stage: Stage,
     pub seed: u64,
-    /// Where the run writes its results (relative paths: from the working directory).
+    /// Where the run writes checkpoints, logs and reports (relative: from the working directory).
     pub output_dir: PathBuf,
+    pub model: ModelConfig,
     #[serde(default)]
-    pub toy: ToyConfig,
-    /// Data sets and their pipeline (see `loc_data::config`).
-    pub data: Option<DataConfig>,
+    pub optim: OptimConfig,
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub objective: ObjectiveConfig,
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    /// The evaluation on quads at the end of a hypernet run.
+    pub eval: Option<EvalConfig>,
+    pub data: DataConfig,
 }
 
-/// The toy world and its hypernetwork (`stage = "lora-toy"`).
-#[derive(Clone, Debug, Deserialize)]
+/// A fresh model built from a preset instead of weights from a folder.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The tiny world's sizes (see `crate::models`).
+    Tiny,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A diffusers InstructPix2Pix folder (`unet/`, `text_encoder/`, `tokenizer/`,
+    /// `scheduler/`, and `vae/` unless pixel space). The frozen `G` of a hypernet run; the
+    /// starting point of an editor run.
+    pub editor: Option<PathBuf>,
+    /// Editor stage only: build a fresh editor instead of `editor`.
+    pub editor_preset: Option<Preset>,
+    /// Editor stage: train the text encoder too.
+    #[serde(default = "yes")]
+    pub train_text_encoder: bool,
+    /// Editor stage, fresh editor: the prediction type of its scheduler (`epsilon`,
+    /// `v_prediction`, `sample`). A folder's `scheduler_config.json` decides otherwise.
+    pub prediction_type: Option<loc_core::schedule::PredictionType>,
+    /// A transformers CLIP vision folder, `H`'s image encoder.
+    pub image_encoder: Option<PathBuf>,
+    /// Build a fresh image encoder instead of `image_encoder`.
+    pub image_encoder_preset: Option<Preset>,
+    /// Train the image encoder with `H` (a fresh encoder must).
+    #[serde(default)]
+    pub train_image_encoder: bool,
+    /// UNet layers that get a generated LoRA: module paths ending in one of these.
+    #[serde(default = "default_suffixes")]
+    pub target_suffixes: Vec<String>,
+    #[serde(default)]
+    pub hypernet: HypernetSection,
+}
+
+/// `H`'s shape (the feature size comes from the image encoder).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ToyConfig {
-    /// Channels of a toy pixel.
-    pub dim: usize,
-    /// Pixels of a toy image.
-    pub pixels: usize,
-    /// Number of edit types in the world.
-    pub edits: usize,
-    /// LoRA rank the hypernetwork generates.
+pub struct HypernetSection {
     pub rank: usize,
-    /// Hidden width of the hypernetwork.
-    pub hidden: usize,
-    pub steps: usize,
-    pub batch_size: usize,
-    pub learning_rate: f64,
-    /// Weight of the reverse term (`-Δ`, condition B', target B); 0 trains forward only.
-    pub reverse_weight: f32,
-    /// Probability of presenting a pair as (A', A).
-    pub exchange_prob: f64,
-    /// Held-out quads for the final evaluation.
-    pub eval_quads: usize,
-    /// Print a line every this many steps.
-    pub log_every: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub depth: usize,
+    /// Feed the encoder's patch tokens as extra memory, not only the pooled features.
+    pub patches: bool,
+    pub down_init_std: f64,
 }
 
-impl Default for ToyConfig {
+impl Default for HypernetSection {
+    fn default() -> Self {
+        Self { rank: 4, width: 256, heads: 8, depth: 6, patches: false, down_init_std: 0.02 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    Constant,
+    /// Cosine decay from the peak to 0 at the last step.
+    Cosine,
+}
+
+/// AdamW with linear warmup.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub warmup_steps: u64,
+    pub schedule: LrSchedule,
+    /// Global gradient-norm clip (0: none).
+    pub grad_clip_norm: f64,
+}
+
+impl Default for OptimConfig {
     fn default() -> Self {
         Self {
-            dim: 16,
-            pixels: 32,
-            edits: 6,
-            rank: 4,
-            hidden: 64,
-            steps: 400,
-            batch_size: 32,
-            learning_rate: 3e-3,
-            reverse_weight: 1.0,
-            exchange_prob: 0.5,
-            eval_quads: 256,
-            log_every: 50,
+            learning_rate: 1e-4,
+            weight_decay: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            epsilon: 1e-8,
+            warmup_steps: 0,
+            schedule: LrSchedule::Constant,
+            grad_clip_norm: 1.0,
         }
     }
 }
 
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    F32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    #[serde(default = "one")]
+    pub grad_accum: usize,
+    #[serde(default = "f32_precision")]
+    pub precision: Precision,
+    /// A checkpoint every this many steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Checkpoints kept (oldest removed first).
+    #[serde(default = "three")]
+    pub keep_checkpoints: usize,
+    /// Sample grids to TensorBoard every this many steps (0: never).
+    #[serde(default)]
+    pub sample_every: u64,
+    /// A log line (and TensorBoard scalars) every this many steps.
+    #[serde(default = "ten")]
+    pub log_every: u64,
+    /// Stop after this many non-finite losses in a row.
+    #[serde(default = "ten")]
+    pub max_bad_steps: u64,
+}
+
+/// The loss terms.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectiveConfig {
+    /// Hypernet stage: weight of the reverse term (`-Δ`, condition B', target B); 0 = off.
+    pub reverse_weight: f32,
+    /// Hypernet stage: probability of presenting a pair as (A', A).
+    pub exchange_prob: f64,
+    /// Hypernet stage: the text prompt G gets with the LoRA.
+    pub prompt: String,
+    /// Editor stage: InstructPix2Pix conditioning dropout `p` (text dropped if r < 2p, image
+    /// if p <= r < 3p).
+    pub conditioning_dropout: f64,
+}
+
+impl Default for ObjectiveConfig {
+    fn default() -> Self {
+        Self { reverse_weight: 1.0, exchange_prob: 0.5, prompt: String::new(), conditioning_dropout: 0.05 }
+    }
+}
+
+/// The held-out denoising probe: fixed pairs, timesteps and noise.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Validation pairs probed (fewer if the validation split is smaller).
+    pub pairs: usize,
+    /// Training timesteps probed.
+    pub timesteps: Vec<usize>,
+    /// Probe every this many steps (and at step 0 and the end).
+    pub every: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self { pairs: 16, timesteps: vec![100, 300, 500, 700, 900], every: 50 }
+    }
+}
+
+/// Sampled evaluation on quads `(A, A', B, B')` at the end of a hypernet run.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// A data set that yields quads: `synthetic` or `manifest`.
+    pub quads: SourceConfig,
+    /// Quads evaluated (at most the set's size).
+    pub count: usize,
+    #[serde(default = "twenty")]
+    pub steps: usize,
+    /// `s_T` for G with a text instruction.
+    #[serde(default = "text_guidance")]
+    pub text_guidance: f32,
+    #[serde(default = "image_guidance")]
+    pub image_guidance: f32,
+    /// LoRA guidance for LoC (`None`: the LoRA in every branch, text guidance on the prompt).
+    pub lora_guidance: Option<f32>,
+    /// Examples in the contact sheet.
+    #[serde(default = "eight")]
+    pub sheet: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn three() -> usize {
+    3
+}
+fn eight() -> usize {
+    8
+}
+fn ten() -> u64 {
+    10
+}
+fn twenty() -> usize {
+    20
+}
+fn text_guidance() -> f32 {
+    7.5
+}
+fn image_guidance() -> f32 {
+    1.5
+}
+fn f32_precision() -> Precision {
+    Precision::F32
+}
+fn default_suffixes() -> Vec<String> {
+    DEFAULT_TARGET_SUFFIXES.iter().map(|s| s.to_string()).collect()
+}
+
 impl Config {
-    /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads `path`, applies `overrides` (`key=value`, TOML values; bare words are strings),
+    /// and validates the result.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        let config: Config = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?;
+        Self::from_toml(&text, path, overrides)
+    }
+
+    /// [`load`](Self::load) from text; `path` names the source in errors.
+    pub fn from_toml(text: &str, path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let parse_err = |source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) };
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        for item in overrides {
+            apply_override(&mut table, item)
+                .map_err(|problem| ConfigError::Override { path: path.to_path_buf(), item: item.clone(), problem })?;
+        }
+        let config: Config = table.try_into().map_err(parse_err)?;
         config.validate().map_err(|(field, problem)| ConfigError::Invalid {
             path: path.to_path_buf(),
             field,
@@ -98,85 +295,223 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
-        self.validate_toy().map_err(|(field, problem)| (field.to_string(), problem))?;
-        self.data.as_ref().map_or(Ok(()), DataConfig::validate)
+    /// The resolved configuration as TOML (saved with every checkpoint).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a serialisable configuration")
     }
 
-    fn validate_toy(&self) -> Result<(), (&'static str, String)> {
-        let toy = &self.toy;
-        let positive = [
-            ("toy.dim", toy.dim),
-            ("toy.pixels", toy.pixels),
-            ("toy.edits", toy.edits),
-            ("toy.rank", toy.rank),
-            ("toy.hidden", toy.hidden),
-            ("toy.steps", toy.steps),
-            ("toy.batch_size", toy.batch_size),
-            ("toy.eval_quads", toy.eval_quads),
-            ("toy.log_every", toy.log_every),
-        ];
-        for (field, value) in positive {
-            if value == 0 {
-                return Err((field, "must be at least 1".into()));
+    fn validate(&self) -> Result<(), (String, String)> {
+        self.validate_run().map_err(|(field, problem)| (field.to_string(), problem))?;
+        self.data.validate()
+    }
+
+    fn validate_run(&self) -> Result<(), (&'static str, String)> {
+        let m = &self.model;
+        match self.stage {
+            Stage::Editor => match (&m.editor, m.editor_preset) {
+                (None, None) => return Err(("model.editor", "or `model.editor_preset` is required".into())),
+                (Some(_), Some(_)) => return Err(("model.editor_preset", "conflicts with `model.editor`".into())),
+                _ => {}
+            },
+            Stage::Hypernet => {
+                if m.editor.is_none() {
+                    return Err(("model.editor", "is required by the hypernet stage (the frozen G)".into()));
+                }
+                if m.editor_preset.is_some() {
+                    return Err(("model.editor_preset", "only applies to the editor stage".into()));
+                }
+                match (&m.image_encoder, m.image_encoder_preset) {
+                    (None, None) => {
+                        return Err(("model.image_encoder", "or `model.image_encoder_preset` is required".into()));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(("model.image_encoder_preset", "conflicts with `model.image_encoder`".into()));
+                    }
+                    (None, Some(_)) if !m.train_image_encoder => {
+                        return Err(("model.train_image_encoder", "must be true for a fresh (preset) encoder".into()));
+                    }
+                    _ => {}
+                }
             }
         }
-        if !(toy.learning_rate.is_finite() && toy.learning_rate > 0.0) {
-            return Err(("toy.learning_rate", format!("must be a positive number, got {}", toy.learning_rate)));
+        if m.prediction_type.is_some() && m.editor_preset.is_none() {
+            return Err(("model.prediction_type", "only applies to a fresh editor (`editor_preset`)".into()));
         }
-        if !(toy.reverse_weight.is_finite() && toy.reverse_weight >= 0.0) {
-            return Err(("toy.reverse_weight", format!("must be >= 0, got {}", toy.reverse_weight)));
+        if m.target_suffixes.is_empty() {
+            return Err(("model.target_suffixes", "must name at least one layer suffix".into()));
         }
-        if !(0.0..=1.0).contains(&toy.exchange_prob) {
-            return Err(("toy.exchange_prob", format!("must be in [0, 1], got {}", toy.exchange_prob)));
+        let h = &m.hypernet;
+        for (field, value) in [
+            ("model.hypernet.rank", h.rank),
+            ("model.hypernet.width", h.width),
+            ("model.hypernet.heads", h.heads),
+            ("model.hypernet.depth", h.depth),
+        ] {
+            positive(field, value as u64)?;
         }
-        if toy.rank > toy.dim {
-            return Err(("toy.rank", format!("{} exceeds toy.dim = {}", toy.rank, toy.dim)));
+        if h.width % h.heads != 0 {
+            return Err(("model.hypernet.width", format!("{} is not a multiple of heads = {}", h.width, h.heads)));
+        }
+        let o = &self.optim;
+        if !(o.learning_rate.is_finite() && o.learning_rate > 0.0) {
+            return Err(("optim.learning_rate", format!("must be a positive number, got {}", o.learning_rate)));
+        }
+        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return Err((field, format!("must be in [0, 1), got {value}")));
+            }
+        }
+        for (field, value) in [
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.epsilon", o.epsilon),
+            ("optim.grad_clip_norm", o.grad_clip_norm),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err((field, format!("must be >= 0, got {value}")));
+            }
+        }
+        let t = &self.train;
+        positive("train.steps", t.steps)?;
+        positive("train.batch_size", t.batch_size as u64)?;
+        positive("train.grad_accum", t.grad_accum as u64)?;
+        positive("train.checkpoint_every", t.checkpoint_every)?;
+        positive("train.keep_checkpoints", t.keep_checkpoints as u64)?;
+        positive("train.log_every", t.log_every)?;
+        positive("train.max_bad_steps", t.max_bad_steps)?;
+        let ob = &self.objective;
+        if !(ob.reverse_weight.is_finite() && ob.reverse_weight >= 0.0) {
+            return Err(("objective.reverse_weight", format!("must be >= 0, got {}", ob.reverse_weight)));
+        }
+        if !(0.0..=1.0).contains(&ob.exchange_prob) {
+            return Err(("objective.exchange_prob", format!("must be in [0, 1], got {}", ob.exchange_prob)));
+        }
+        if !(0.0..=1.0 / 3.0).contains(&ob.conditioning_dropout) {
+            return Err((
+                "objective.conditioning_dropout",
+                format!("must be in [0, 1/3], got {}", ob.conditioning_dropout),
+            ));
+        }
+        positive("probe.pairs", self.probe.pairs as u64)?;
+        positive("probe.every", self.probe.every)?;
+        if self.probe.timesteps.is_empty() {
+            return Err(("probe.timesteps", "must list at least one timestep".into()));
+        }
+        if let Some(eval) = &self.eval {
+            if !matches!(eval.quads, SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. }) {
+                return Err(("eval.quads", format!("must yield quads (synthetic or manifest), got `{}`", eval.quads.kind())));
+            }
+            positive("eval.count", eval.count as u64)?;
+            positive("eval.steps", eval.steps as u64)?;
         }
         Ok(())
     }
+}
+
+fn positive(field: &'static str, value: u64) -> Result<(), (&'static str, String)> {
+    if value == 0 { Err((field, "must be at least 1".into())) } else { Ok(()) }
+}
+
+/// Sets `key.path=value` in `table`; the value is parsed as TOML, or taken as a string.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
+    let (key, raw) = item.split_once('=').ok_or("expected key=value")?;
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let (last, parents) = parts.split_last().ok_or("empty key")?;
+    let mut node = table;
+    for part in parents {
+        node = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a table"))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn load_str(text: &str) -> Result<Config, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("run.toml");
-        std::fs::write(&path, text).unwrap();
-        Config::load(&path)
+    pub const MINIMAL: &str = r#"
+stage = "hypernet"
+seed = 1
+output_dir = "out"
+[model]
+editor = "assets/tiny-editor"
+image_encoder_preset = "tiny"
+train_image_encoder = true
+[train]
+steps = 10
+batch_size = 2
+checkpoint_every = 5
+[data]
+resolution = 16
+[[data.sets]]
+name = "world"
+source = { kind = "synthetic", len = 100 }
+"#;
+
+    fn load(text: &str, overrides: &[&str]) -> Result<Config, ConfigError> {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        Config::from_toml(text, Path::new("run.toml"), &overrides)
     }
 
     #[test]
-    fn the_shipped_tiny_config_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/tiny.toml");
-        let config = Config::load(&path).unwrap();
-        assert_eq!(config.stage, Stage::LoraToy);
+    fn defaults_fill_what_a_config_leaves_out() {
+        let config = load(MINIMAL, &[]).unwrap();
+        assert_eq!(config.stage, Stage::Hypernet);
+        assert_eq!(config.objective.reverse_weight, 1.0);
+        assert_eq!(config.optim.schedule, LrSchedule::Constant);
+        assert_eq!(config.model.target_suffixes.len(), 4);
+        assert_eq!(config.train.grad_accum, 1);
     }
 
     #[test]
-    fn unknown_keys_and_bad_values_are_rejected_with_the_field_name() {
-        let base = "stage = \"lora-toy\"\nseed = 1\noutput_dir = \"x\"\n";
-        assert!(load_str(base).is_ok());
-        let err = load_str(&format!("{base}[toy]\nrnak = 4\n")).unwrap_err().to_string();
-        assert!(err.contains("rnak"), "{err}");
-        let err = load_str(&format!("{base}[toy]\nlearning_rate = -1.0\n")).unwrap_err().to_string();
-        assert!(err.contains("toy.learning_rate"), "{err}");
-        let err = load_str(&format!("{base}[toy]\nexchange_prob = 1.5\n")).unwrap_err().to_string();
-        assert!(err.contains("toy.exchange_prob"), "{err}");
-        let err = load_str("seed = 1\noutput_dir = \"x\"\n").unwrap_err().to_string();
-        assert!(err.contains("stage"), "{err}");
-        let data = "[data]\nresolution = 32\n[[data.sets]]\nname = \"w\"\nsource = { kind = \"synthetic\", len = 8 }\n";
-        assert!(load_str(&format!("{base}{data}")).is_ok());
-        let err =
-            load_str(&format!("{base}{}", data.replace("len = 8", "len = 8, colour = 1"))).unwrap_err().to_string();
-        assert!(err.contains("colour"), "{err}");
-        let err =
-            load_str(&format!("{base}{}", data.replace("resolution = 32", "resolution = 2"))).unwrap_err().to_string();
-        assert!(err.contains("data.resolution"), "{err}");
-        let twice = format!("{base}{data}[[data.sets]]\nname = \"w\"\nsource = {{ kind = \"synthetic\", len = 8 }}\n");
-        let err = load_str(&twice).unwrap_err().to_string();
-        assert!(err.contains("data.sets[1].name"), "{err}");
+    fn overrides_set_nested_fields_before_validation() {
+        let config = load(MINIMAL, &["objective.reverse_weight=0", "optim.schedule=cosine", "train.steps=7"]).unwrap();
+        assert_eq!(config.objective.reverse_weight, 0.0);
+        assert_eq!(config.optim.schedule, LrSchedule::Cosine);
+        assert_eq!(config.train.steps, 7);
+        let err = load(MINIMAL, &["train.steps=0"]).unwrap_err().to_string();
+        assert!(err.contains("`train.steps` must be at least 1"), "{err}");
+        let err = load(MINIMAL, &["train.stepz=3"]).unwrap_err().to_string();
+        assert!(err.contains("stepz"), "{err}");
+        let err = load(MINIMAL, &["seed"]).unwrap_err().to_string();
+        assert!(err.contains("--set seed") && err.contains("key=value"), "{err}");
+    }
+
+    #[test]
+    fn a_resolved_config_round_trips_through_toml() {
+        let config = load(MINIMAL, &["objective.exchange_prob=0.25"]).unwrap();
+        let again = load(&config.to_toml(), &[]).unwrap();
+        assert_eq!(again.objective.exchange_prob, 0.25);
+        assert_eq!(again.to_toml(), config.to_toml());
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let cases = [
+            ("objective.exchange_prob=2", "`objective.exchange_prob` must be in [0, 1]"),
+            ("optim.learning_rate=-1", "`optim.learning_rate` must be a positive number"),
+            ("model.train_image_encoder=false", "`model.train_image_encoder` must be true"),
+            ("model.hypernet.width=30", "`model.hypernet.width` 30 is not a multiple of heads = 8"),
+            ("stage=\"editor\"", "`model.editor_preset` conflicts"),
+        ];
+        for (item, expected) in cases {
+            let mut items = vec![item];
+            if item.starts_with("stage") {
+                items.push("model.editor_preset=\"tiny\"");
+            }
+            let err = load(MINIMAL, &items).unwrap_err().to_string();
+            assert!(err.contains(expected), "{item}: {err}");
+        }
+        let err = load(&MINIMAL.replace("stage = \"hypernet\"", "stage = \"hypernet\"\nlearning_rate = 3"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("learning_rate"), "{err}");
     }
 }

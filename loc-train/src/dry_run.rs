@@ -13,10 +13,7 @@ const SAMPLE_BATCH: usize = 4;
 /// Opens every data set of `config`, prints per-set counts and skips, and decodes one batch.
 pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "stage {:?}, seed {}, output {}", config.stage, config.seed, config.output_dir.display())?;
-    let Some(data) = &config.data else {
-        writeln!(out, "no [data] section: nothing to open")?;
-        return Ok(());
-    };
+    let data = &config.data;
     let sets = data.open(config.seed, true)?;
     for set in &sets {
         writeln!(
@@ -62,14 +59,15 @@ mod tests {
         ];
         std::fs::write(&manifest, lines.join("\n")).unwrap();
         let toml = format!(
-            "stage = \"lora-toy\"\nseed = 3\noutput_dir = \"x\"\n[data]\nresolution = 16\nvalidation_fraction = 0.1\nthreads = 1\n\
+            "stage = \"editor\"\nseed = 3\noutput_dir = \"x\"\n[model]\neditor_preset = \"tiny\"\n\
+             [train]\nsteps = 1\nbatch_size = 1\ncheckpoint_every = 1\n[data]\nresolution = 16\nvalidation_fraction = 0.1\nthreads = 1\n\
              [[data.sets]]\nname = \"world\"\nsource = {{ kind = \"synthetic\", len = 100 }}\n\
              [[data.sets]]\nname = \"mine\"\nweight = 50.0\nsource = {{ kind = \"manifest\", path = {:?} }}\n",
             manifest.display().to_string()
         );
         let config_path = dir.path().join("run.toml");
         std::fs::write(&config_path, toml).unwrap();
-        let config = Config::load(&config_path).unwrap();
+        let config = Config::load(&config_path, &[]).unwrap();
 
         let mut out = Vec::new();
         dry_run(&config, &mut out).unwrap();

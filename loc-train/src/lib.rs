@@ -1,10 +1,24 @@
-//! The LoC trainer's library: configuration and runs.
+//! The LoC trainer's library: configuration, objectives, the training loop, checkpoints,
+//! logs and the quad evaluation.
 //!
 //! - [`config`]: the TOML run configuration, validated before any work starts.
+//! - [`models`]: the editor and image encoder, from folders or the tiny presets, and saving them.
+//! - [`objective`]: the denoising loss, the editor objective, LoRA Reverse.
+//! - [`optim`]: AdamW, learning-rate schedule, gradient clipping.
+//! - [`probe`]: the held-out denoising probe.
+//! - [`checkpoint`]: atomic run checkpoints, retention, resume.
+//! - [`logging`]: TensorBoard events, progress bar or plain lines.
+//! - [`trainer`]: the loop for both stages.
+//! - [`eval`]: LoC and baselines on quads, reports.
 //! - [`dry_run`]: `--dry-run`, the configuration and its data checked without training.
-//! - [`toy`]: LoRA Reverse on a toy linear world, the job `configs/tiny.toml` runs until the
-//!   full trainer (editor and hypernetwork stages) lands.
 
+pub mod checkpoint;
 pub mod config;
 pub mod dry_run;
-pub mod toy;
+pub mod eval;
+pub mod logging;
+pub mod models;
+pub mod objective;
+pub mod optim;
+pub mod probe;
+pub mod trainer;

@@ -4,13 +4,20 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use loc_train::config::{Config, Stage};
+use loc_train::config::Config;
+use loc_train::trainer::{RunOptions, run};
 
 #[derive(Parser)]
 #[command(version, about = "Train LoRA of Change models from a TOML configuration")]
 struct Args {
     /// The run configuration (see configs/README.md).
     config: PathBuf,
+    /// Override a field: `--set objective.reverse_weight=0` (TOML value; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue a run: `latest` (its newest checkpoint) or a checkpoint folder.
+    #[arg(long, value_name = "DIR|latest")]
+    resume: Option<String>,
     /// Validate the configuration, open its data sets, print counts, skips and sample shapes,
     /// and stop without training.
     #[arg(long)]
@@ -19,24 +26,13 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = Config::load(&args.config)?;
+    let config = Config::load(&args.config, &args.overrides)?;
     if args.dry_run {
         println!("{}: valid", args.config.display());
         return loc_train::dry_run::dry_run(&config, &mut std::io::stdout().lock());
     }
-    match config.stage {
-        Stage::LoraToy => {
-            println!(
-                "loc-train: stage `lora-toy` (LoRA Reverse on a toy linear world). The image trainer \
-                 (editor and hypernetwork stages) is not built yet."
-            );
-            let report = loc_train::toy::run(&config.toy, config.seed, &config.output_dir, |line| println!("{line}"))
-                .with_context(|| format!("run of {}", args.config.display()))?;
-            println!(
-                "held-out quads: transfer mse {:.5} (no LoRA {:.5}); negated LoRA undoes the edit: mse {:.5}",
-                report.transfer_mse, report.no_lora_mse, report.reverse_transfer_mse
-            );
-        }
-    }
+    let options = RunOptions { resume: args.resume, echo: true, stop_after: None };
+    let summary = run(&config, &options).with_context(|| format!("run of {}", args.config.display()))?;
+    println!("{} steps done ({} skipped for non-finite losses)", summary.steps_done, summary.bad_steps);
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::encoder::{ClipEncoder, EncoderShape, check_encoder};
 
@@ -13,7 +13,7 @@ use crate::error::ModelError;
 use crate::weights::{load_safetensors_remapped, read_config};
 
 /// `text_encoder/config.json` (unknown keys ignored).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ClipTextConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,

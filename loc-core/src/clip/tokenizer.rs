@@ -23,6 +23,7 @@ const END: &str = "<|endoftext|>";
 const WORDS: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
 /// Text to fixed-length token ids.
+#[derive(Clone)]
 pub struct ClipTokenizer {
     inner: Tokenizer,
     pub max_length: usize,

@@ -7,14 +7,14 @@ use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::encoder::{ClipEncoder, EncoderShape, check_encoder};
 use crate::error::ModelError;
 use crate::weights::{load_safetensors, read_config};
 
 /// The vision tower's `config.json` (or the `vision_config` of a full CLIP config).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ClipVisionConfig {
     pub hidden_size: usize,
     pub intermediate_size: usize,

@@ -10,11 +10,11 @@ pub use ddpm::NoiseSchedule;
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum BetaSchedule {
     Linear,
@@ -25,7 +25,7 @@ pub enum BetaSchedule {
 }
 
 /// What the model predicts.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum PredictionType {
     /// The noise (Stable Diffusion).
@@ -37,7 +37,7 @@ pub enum PredictionType {
 }
 
 /// How inference timesteps are spread over the training ones.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum TimestepSpacing {
     Leading,
@@ -46,7 +46,7 @@ pub enum TimestepSpacing {
 }
 
 /// `scheduler/scheduler_config.json` (any diffusers scheduler class; unknown keys ignored).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SchedulerConfig {
     #[serde(default = "thousand")]
     pub num_train_timesteps: usize,

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::ModelError;
 
 /// One value for every level, or one per level (`attention_head_dim: 8` or `[5, 10, 20, 20]`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum PerLevel {
     One(usize),
@@ -28,7 +28,7 @@ impl PerLevel {
 
 /// The fields of a diffusers UNet config that shape an SD-1.x UNet. Other keys of the file
 /// are ignored; values this port cannot honour are rejected by [`validate`](Self::validate).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct UNet2DConditionConfig {
     #[serde(default = "four")]
     pub in_channels: usize,

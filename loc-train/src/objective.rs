@@ -1,0 +1,189 @@
+//! The losses: the denoising loss of InstructPix2Pix (per sample), the editor's objective with
+//! conditioning dropout, and LoRA Reverse for `H`.
+//!
+//! Every random draw (noise, timesteps, dropout, exchange) comes from an [`StdRng`] the caller
+//! seeds from `(seed, step)`, so a step is a pure function of the weights and the step number:
+//! that is what makes `--resume` reproduce the uninterrupted run.
+
+use burn::prelude::*;
+use loc_core::clip::ClipVisionModelWithProjection;
+use loc_core::hypernet::{Hypernetwork, pair_features};
+use loc_core::lora::LoraSet;
+use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, target_latents};
+use loc_core::schedule::NoiseSchedule;
+use loc_core::unet::UNet2DConditionModel;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::config::ObjectiveConfig;
+
+/// The generator for draw `stream` of step `step` of a run seeded by `seed`.
+pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
+    let mix = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ stream;
+    StdRng::seed_from_u64(mix)
+}
+
+/// Standard normal values (Box-Muller) as a tensor of `shape`.
+pub fn normal<const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Device) -> Tensor<D> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            let (u, v): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Timesteps drawn uniformly from the schedule.
+pub fn random_timesteps(rng: &mut StdRng, n: usize, schedule: &NoiseSchedule) -> Vec<usize> {
+    (0..n).map(|_| rng.random_range(0..schedule.num_train_timesteps())).collect()
+}
+
+/// Per-sample `[N]` mean squared error of the UNet's output against the target of the
+/// schedule's prediction type, for clean latents `x0` noised with `noise` at `timesteps`.
+#[allow(clippy::too_many_arguments)]
+pub fn denoising_loss(
+    unet: &UNet2DConditionModel,
+    schedule: &NoiseSchedule,
+    x0: Tensor<4>,
+    condition: Tensor<4>,
+    context: Tensor<3>,
+    lora: Option<&LoraSet>,
+    timesteps: &[usize],
+    noise: Tensor<4>,
+) -> Tensor<1> {
+    let device = x0.device();
+    let n = timesteps.len();
+    let noisy = schedule.add_noise(x0.clone(), noise.clone(), timesteps);
+    let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+    let t = Tensor::<1>::from_data(TensorData::new(t, [n]), &device);
+    let out = unet.forward(Tensor::cat(vec![noisy, condition], 1), t, context, lora);
+    let target = schedule.target(x0, noise, timesteps);
+    (out - target).powi_scalar(2).reshape([n as i32, -1]).mean_dim(1).reshape([n])
+}
+
+/// `[N, L, D]` text states of `prompts`.
+pub fn text_states(editor: &InstructPix2Pix, prompts: &[String], device: &Device) -> Tensor<3> {
+    let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    editor.encode_prompts(&refs, device)
+}
+
+/// A scalar loss, and the named terms it is made of (for logging).
+pub struct Loss {
+    pub total: Tensor<1>,
+    pub terms: Vec<(&'static str, Tensor<1>)>,
+}
+
+/// The InstructPix2Pix objective on pairs `A -> A'` with their instructions: one uniform draw
+/// `r` per sample drops the text (`r < 2p`) or the condition image (`p <= r < 3p`).
+pub fn editor_loss(
+    editor: &InstructPix2Pix,
+    schedule: &NoiseSchedule,
+    before: Tensor<4>,
+    after: Tensor<4>,
+    instructions: &[String],
+    dropout: f64,
+    rng: &mut StdRng,
+) -> Loss {
+    let device = before.device();
+    let n = instructions.len();
+    let draws: Vec<f64> = (0..n).map(|_| rng.random()).collect();
+    let prompts: Vec<String> =
+        instructions.iter().zip(&draws).map(|(text, &r)| if r < 2.0 * dropout { String::new() } else { text.clone() }).collect();
+    let keep: Vec<f32> = draws.iter().map(|&r| if (dropout..3.0 * dropout).contains(&r) { 0.0 } else { 1.0 }).collect();
+    let keep = Tensor::<1>::from_data(TensorData::new(keep, [n]), &device).reshape([n, 1, 1, 1]);
+    let vae = editor.vae.as_ref();
+    let shape = latent_shape(vae, after.dims());
+    let x0 = target_latents(vae, after, normal(rng, shape, &device));
+    let condition = condition_latents(vae, before) * keep;
+    let timesteps = random_timesteps(rng, n, schedule);
+    let noise = normal(rng, shape, &device);
+    let context = text_states(editor, &prompts, &device);
+    let total = denoising_loss(&editor.unet, schedule, x0, condition, context, None, &timesteps, noise).mean();
+    Loss { terms: vec![("loss/denoise", total.clone())], total }
+}
+
+/// `H` and its image encoder.
+pub struct Generator<'a> {
+    pub encoder: &'a ClipVisionModelWithProjection,
+    pub hypernet: &'a Hypernetwork,
+    pub patches: bool,
+}
+
+impl Generator<'_> {
+    /// `Δ = H(A, A')`.
+    pub fn generate(&self, before: Tensor<4>, after: Tensor<4>) -> LoraSet {
+        self.hypernet.forward(pair_features(self.encoder, before, after, self.patches))
+    }
+}
+
+/// LoRA Reverse on pairs: with probability `exchange_prob` a pair is shown as `(A', A)`;
+/// `B = hflip(A)`, `B' = hflip(A')`; forward term `G(+Δ, B) -> B'`, reverse term
+/// `G(-Δ, B') -> B`, both in one batch of `2N`. `prompt` holds the text states (`[1, L, D]`).
+#[allow(clippy::too_many_arguments)]
+pub fn lora_reverse_loss(
+    editor: &InstructPix2Pix,
+    generator: &Generator,
+    schedule: &NoiseSchedule,
+    before: Tensor<4>,
+    after: Tensor<4>,
+    prompt: Tensor<3>,
+    objective: &ObjectiveConfig,
+    rng: &mut StdRng,
+) -> Loss {
+    let device = before.device();
+    let n = before.dims()[0];
+    let swap: Vec<f32> =
+        (0..n).map(|_| if rng.random::<f64>() < objective.exchange_prob { 1.0 } else { 0.0 }).collect();
+    let swap = Tensor::<1>::from_data(TensorData::new(swap, [n]), &device).reshape([n, 1, 1, 1]);
+    let keep = swap.clone().neg().add_scalar(1.0);
+    let (a, a_edited) =
+        (before.clone() * keep.clone() + after.clone() * swap.clone(), after * keep + before * swap);
+    let (b, b_edited) = (a.clone().flip([3]), a_edited.clone().flip([3]));
+    let delta = generator.generate(a, a_edited);
+    let reverse = objective.reverse_weight > 0.0;
+    let (x0_images, condition_images, lora) = if reverse {
+        (
+            Tensor::cat(vec![b_edited.clone(), b.clone()], 0),
+            Tensor::cat(vec![b, b_edited], 0),
+            LoraSet::cat(vec![delta.clone(), delta.negate()]),
+        )
+    } else {
+        (b_edited, b, delta)
+    };
+    let rows = x0_images.dims()[0];
+    let vae = editor.vae.as_ref();
+    let shape = latent_shape(vae, x0_images.dims());
+    let x0 = target_latents(vae, x0_images, normal(rng, shape, &device));
+    let condition = condition_latents(vae, condition_images);
+    let timesteps = random_timesteps(rng, rows, schedule);
+    let noise = normal(rng, shape, &device);
+    let context = prompt.repeat_dim(0, rows);
+    let losses = denoising_loss(&editor.unet, schedule, x0, condition, context, Some(&lora), &timesteps, noise);
+    let forward = losses.clone().narrow(0, 0, n).mean();
+    if !reverse {
+        return Loss { terms: vec![("loss/forward", forward.clone())], total: forward };
+    }
+    let backward = losses.narrow(0, n, n).mean();
+    let total = forward.clone() + backward.clone().mul_scalar(objective.reverse_weight);
+    Loss { terms: vec![("loss/forward", forward), ("loss/reverse", backward)], total }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_depend_only_on_seed_step_and_stream() {
+        let device = Device::flex();
+        let a: Tensor<2> = normal(&mut step_rng(3, 7, 0), [4, 500], &device);
+        let b: Tensor<2> = normal(&mut step_rng(3, 7, 0), [4, 500], &device);
+        let c: Tensor<2> = normal(&mut step_rng(3, 8, 0), [4, 500], &device);
+        assert_eq!(a.to_data(), b.to_data());
+        assert_ne!(a.to_data(), c.to_data());
+        let mean = a.clone().mean().into_scalar::<f32>();
+        let var = a.powi_scalar(2).mean().into_scalar::<f32>();
+        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.1, "mean {mean}, var {var}");
+    }
+}

@@ -1,0 +1,158 @@
+//! The training loop on tiny configurations: resume equality, the non-finite guard, the
+//! editor stage's export.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use loc_core::checkpoint::LocModel;
+use loc_core::pipeline::InstructPix2Pix;
+use loc_core::schedule::PredictionType;
+use loc_train::config::Config;
+use loc_train::models::{save_editor, tiny_editor};
+use loc_train::trainer::{RunOptions, run};
+
+/// burn's initialisers draw from the device's one generator, seeded by each run: runs in
+/// parallel threads would interleave their draws, so these tests take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A fresh tiny editor saved under `dir/editor`.
+fn editor_folder(dir: &Path) -> std::path::PathBuf {
+    let device = Device::flex();
+    let texts = vec!["invert the colours".to_string(), "brighten the image by 20%".to_string()];
+    let loaded = tiny_editor(&texts, PredictionType::Epsilon, &dir.join("work"), &device).unwrap();
+    save_editor(&loaded.editor, &loaded.files_from, &dir.join("editor")).unwrap();
+    dir.join("editor")
+}
+
+fn hypernet_config(editor: &Path, output: &Path, extra: &str) -> Config {
+    let text = format!(
+        r#"
+stage = "hypernet"
+seed = 5
+output_dir = {output:?}
+[model]
+editor = {editor:?}
+image_encoder_preset = "tiny"
+train_image_encoder = true
+hypernet = {{ rank = 2, width = 32, heads = 4, depth = 1 }}
+[optim]
+learning_rate = 1e-3
+warmup_steps = 2
+schedule = "cosine"
+[train]
+steps = 6
+batch_size = 2
+checkpoint_every = 3
+keep_checkpoints = 2
+log_every = 1
+[probe]
+pairs = 2
+timesteps = [200, 800]
+every = 100
+[data]
+resolution = 8
+validation_fraction = 0.05
+threads = 1
+[[data.sets]]
+name = "world"
+source = {{ kind = "synthetic", len = 200 }}
+{extra}
+"#,
+        output = output.display().to_string(),
+        editor = editor.display().to_string(),
+    );
+    Config::from_toml(&text, Path::new("test.toml"), &[]).unwrap()
+}
+
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_losses() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let whole = hypernet_config(&editor, &dir.path().join("whole"), "");
+    let uninterrupted = run(&whole, &RunOptions::default()).unwrap();
+    assert_eq!(uninterrupted.losses.len(), 6);
+    assert!(uninterrupted.losses.iter().all(|(_, l)| l.is_finite()));
+
+    let split = hypernet_config(&editor, &dir.path().join("split"), "");
+    let first = run(&split, &RunOptions { stop_after: Some(3), ..RunOptions::default() }).unwrap();
+    assert_eq!(first.steps_done, 3);
+    assert!(first.exported.is_none());
+    let second = run(&split, &RunOptions { resume: Some("latest".into()), ..RunOptions::default() }).unwrap();
+    let resumed: Vec<(u64, f64)> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_eq!(resumed.len(), 6);
+    for ((s1, a), (s2, b)) in uninterrupted.losses.iter().zip(&resumed) {
+        assert_eq!(s1, s2);
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "step {s1}: {a} vs {b}");
+    }
+    // The probe at step 0 is a pure function of the initial weights, and the run ends with one.
+    assert_eq!(uninterrupted.probes[0], first.probes[0]);
+    let last = &uninterrupted.probes.last().unwrap().1;
+    assert!(last.lora.is_some() && last.text.is_some());
+    // The exported checkpoint loads through loc-core and generates a LoRA per pair.
+    let model = LocModel::load(&dir.path().join("whole/loc"), &Device::flex()).unwrap();
+    let pair = Tensor::<4>::zeros([3, 3, 8, 8], &Device::flex());
+    let lora = model.generate(pair.clone(), pair);
+    assert_eq!(lora.batch_size(), Some(3));
+    // Retention: the newest two checkpoints.
+    let kept = loc_train::checkpoint::list(&dir.path().join("whole"));
+    assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 6]);
+}
+
+#[test]
+fn non_finite_losses_stop_the_run_with_a_clear_message() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let mut config = hypernet_config(&editor, &dir.path().join("run"), "");
+    config.optim.learning_rate = 1e30;
+    config.optim.grad_clip_norm = 0.0;
+    config.optim.warmup_steps = 0;
+    config.train.max_bad_steps = 2;
+    let err = format!("{:#}", run(&config, &RunOptions::default()).unwrap_err());
+    assert!(err.contains("non-finite losses in a row"), "{err}");
+}
+
+#[test]
+fn the_editor_stage_exports_a_loadable_editor() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"
+stage = "editor"
+seed = 1
+output_dir = {:?}
+[model]
+editor_preset = "tiny"
+prediction_type = "v_prediction"
+[train]
+steps = 2
+batch_size = 2
+checkpoint_every = 5
+[probe]
+pairs = 2
+timesteps = [500]
+[eval]
+quads = {{ kind = "synthetic", len = 4, held_out = true }}
+count = 2
+steps = 2
+[data]
+resolution = 8
+validation_fraction = 0.05
+threads = 1
+[[data.sets]]
+name = "world"
+source = {{ kind = "synthetic", len = 100 }}
+"#,
+        dir.path().join("run").display().to_string()
+    );
+    let config = Config::from_toml(&text, Path::new("test.toml"), &[]).unwrap();
+    let summary = run(&config, &RunOptions::default()).unwrap();
+    assert_eq!(summary.steps_done, 2);
+    let editor = InstructPix2Pix::load(&dir.path().join("run/editor"), &Device::flex()).unwrap();
+    assert_eq!(editor.scheduler.prediction_type, PredictionType::VPrediction);
+    let report = summary.report.unwrap();
+    assert!(report.get("G text").is_some() && report.get("G null").is_some());
+    assert!(dir.path().join("run/report.md").exists() && dir.path().join("run/examples.png").exists());
+    assert!(std::fs::read_dir(dir.path().join("run/tensorboard")).unwrap().count() > 0);
+}
