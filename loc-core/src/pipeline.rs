@@ -104,7 +104,8 @@ impl InstructPix2Pix {
     ) -> Tensor<4> {
         let device = images.device();
         device.seed(options.seed);
-        let noise = Tensor::random(latent_shape(self.vae.as_ref(), images.dims()), Distribution::Normal(0.0, 1.0), &device);
+        let noise =
+            Tensor::random(latent_shape(self.vae.as_ref(), images.dims()), Distribution::Normal(0.0, 1.0), &device);
         edit(&self.unet, self.vae.as_ref(), &self.scheduler, images, cond, uncond, noise, lora, options)
     }
 }

@@ -18,7 +18,8 @@ use crate::error::ModelError;
 
 /// Writes a `config.json` (pretty, atomically); `class_name` fills diffusers' `_class_name`.
 pub fn write_config<T: serde::Serialize>(path: &Path, config: &T, class_name: Option<&str>) -> Result<(), ModelError> {
-    let mut value = serde_json::to_value(config).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+    let mut value =
+        serde_json::to_value(config).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
     if let (Some(name), Some(map)) = (class_name, value.as_object_mut()) {
         map.insert("_class_name".into(), name.into());
     }

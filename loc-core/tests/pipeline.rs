@@ -73,7 +73,17 @@ fn lora_guidance_contrasts_with_and_without_the_lora() {
     let uncond = tensor::<3>(&reference["uncond"], &device);
     let run = |lora: Option<&LoraSet>, options: &EditOptions| {
         let noise = tensor(&reference["noise"], &device);
-        edit(&unet, Some(&vae), &SchedulerConfig::sd15(), image.clone(), uncond.clone(), uncond.clone(), noise, lora, options)
+        edit(
+            &unet,
+            Some(&vae),
+            &SchedulerConfig::sd15(),
+            image.clone(),
+            uncond.clone(),
+            uncond.clone(),
+            noise,
+            lora,
+            options,
+        )
     };
     let lora: LoraSet = unet
         .lora_targets()

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use burn_dataset::Dataset;
+use burn_dataset::{Dataset, InMemDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
@@ -128,22 +128,22 @@ impl SourceConfig {
 }
 
 impl SourceConfig {
-    /// The first `count` quads of a data set that has them: the synthetic world (quads of
-    /// its split) or a manifest's `query`/`target` lines.
-    pub fn open_quads(&self, seed: u64, resolution: u32, count: usize) -> Result<Vec<QuadRecord>, DataError> {
-        let take = |quads: &dyn Dataset<QuadRecord>| (0..count.min(quads.len())).filter_map(|i| quads.get(i).ok()).collect();
+    /// The quads of a data set that has them: the synthetic world (quads of its split) or a
+    /// manifest's `query`/`target` lines.
+    pub fn open_quads(&self, seed: u64, resolution: u32) -> Result<Arc<dyn Dataset<QuadRecord>>, DataError> {
         match self {
             SourceConfig::Synthetic { len, held_out } => {
                 let split = if *held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
-                Ok(take(&SyntheticWorld::new(resolution, seed, *len, split).quads()))
+                Ok(Arc::new(SyntheticWorld::new(resolution, seed, *len, split).quads()))
             }
             SourceConfig::Manifest { path } => {
                 let manifest = Manifest::open(path)?;
-                let quads: Vec<QuadRecord> = take(&manifest.quads());
+                let quads: Vec<QuadRecord> =
+                    (0..manifest.quads().len()).filter_map(|i| manifest.quads().get(i).ok()).collect();
                 if quads.is_empty() {
                     return Err(DataError::Empty { path: path.clone(), skipped: manifest.skips.total() });
                 }
-                Ok(quads)
+                Ok(Arc::new(InMemDataset::new(quads)))
             }
             other => Err(DataError::Invalid {
                 path: PathBuf::from(other.kind()),

@@ -74,6 +74,9 @@ pub struct ModelConfig {
     /// Editor stage, fresh editor: the prediction type of its scheduler (`epsilon`,
     /// `v_prediction`, `sample`). A folder's `scheduler_config.json` decides otherwise.
     pub prediction_type: Option<loc_core::schedule::PredictionType>,
+    /// Hypernet stage: start `H` (and a trained image encoder) from this LoC checkpoint
+    /// folder, e.g. stage 1's `OUTPUT/loc` for stage 2.
+    pub hypernet_init: Option<PathBuf>,
     /// A transformers CLIP vision folder, `H`'s image encoder.
     pub image_encoder: Option<PathBuf>,
     /// Build a fresh image encoder instead of `image_encoder`.
@@ -190,11 +193,22 @@ pub struct ObjectiveConfig {
     /// Editor stage: InstructPix2Pix conditioning dropout `p` (text dropped if r < 2p, image
     /// if p <= r < 3p).
     pub conditioning_dropout: f64,
+    /// Hypernet stage: weight of the quad term `G(H(A, A'), B) -> B'` (0: off).
+    pub quad_weight: f32,
+    /// The quads of the quad term: `synthetic` or `manifest`.
+    pub quads: Option<SourceConfig>,
 }
 
 impl Default for ObjectiveConfig {
     fn default() -> Self {
-        Self { reverse_weight: 1.0, exchange_prob: 0.5, prompt: String::new(), conditioning_dropout: 0.05 }
+        Self {
+            reverse_weight: 1.0,
+            exchange_prob: 0.5,
+            prompt: String::new(),
+            conditioning_dropout: 0.05,
+            quad_weight: 0.0,
+            quads: None,
+        }
     }
 }
 
@@ -283,8 +297,11 @@ impl Config {
         let parse_err = |source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) };
         let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
         for item in overrides {
-            apply_override(&mut table, item)
-                .map_err(|problem| ConfigError::Override { path: path.to_path_buf(), item: item.clone(), problem })?;
+            apply_override(&mut table, item).map_err(|problem| ConfigError::Override {
+                path: path.to_path_buf(),
+                item: item.clone(),
+                problem,
+            })?;
         }
         let config: Config = table.try_into().map_err(parse_err)?;
         config.validate().map_err(|(field, problem)| ConfigError::Invalid {
@@ -308,6 +325,9 @@ impl Config {
     fn validate_run(&self) -> Result<(), (&'static str, String)> {
         let m = &self.model;
         match self.stage {
+            Stage::Editor if m.hypernet_init.is_some() => {
+                return Err(("model.hypernet_init", "only applies to the hypernet stage".into()));
+            }
             Stage::Editor => match (&m.editor, m.editor_preset) {
                 (None, None) => return Err(("model.editor", "or `model.editor_preset` is required".into())),
                 (Some(_), Some(_)) => return Err(("model.editor_preset", "conflicts with `model.editor`".into())),
@@ -319,6 +339,11 @@ impl Config {
                 }
                 if m.editor_preset.is_some() {
                     return Err(("model.editor_preset", "only applies to the editor stage".into()));
+                }
+                if let Some(init) = &m.hypernet_init
+                    && !init.join("loc_checkpoint.json").exists()
+                {
+                    return Err(("model.hypernet_init", format!("{} holds no loc_checkpoint.json", init.display())));
                 }
                 match (&m.image_encoder, m.image_encoder_preset) {
                     (None, None) => {
@@ -349,7 +374,7 @@ impl Config {
         ] {
             positive(field, value as u64)?;
         }
-        if h.width % h.heads != 0 {
+        if !h.width.is_multiple_of(h.heads) {
             return Err(("model.hypernet.width", format!("{} is not a multiple of heads = {}", h.width, h.heads)));
         }
         let o = &self.optim;
@@ -391,6 +416,22 @@ impl Config {
                 format!("must be in [0, 1/3], got {}", ob.conditioning_dropout),
             ));
         }
+        if !(ob.quad_weight.is_finite() && ob.quad_weight >= 0.0) {
+            return Err(("objective.quad_weight", format!("must be >= 0, got {}", ob.quad_weight)));
+        }
+        match (&ob.quads, ob.quad_weight > 0.0) {
+            (None, true) => return Err(("objective.quads", "is required when objective.quad_weight > 0".into())),
+            (Some(q), _) if !matches!(q, SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. }) => {
+                return Err((
+                    "objective.quads",
+                    format!("must yield quads (synthetic or manifest), got `{}`", q.kind()),
+                ));
+            }
+            _ => {}
+        }
+        if ob.quad_weight > 0.0 && self.stage != Stage::Hypernet {
+            return Err(("objective.quad_weight", "only applies to the hypernet stage".into()));
+        }
         positive("probe.pairs", self.probe.pairs as u64)?;
         positive("probe.every", self.probe.every)?;
         if self.probe.timesteps.is_empty() {
@@ -398,7 +439,10 @@ impl Config {
         }
         if let Some(eval) = &self.eval {
             if !matches!(eval.quads, SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. }) {
-                return Err(("eval.quads", format!("must yield quads (synthetic or manifest), got `{}`", eval.quads.kind())));
+                return Err((
+                    "eval.quads",
+                    format!("must yield quads (synthetic or manifest), got `{}`", eval.quads.kind()),
+                ));
             }
             positive("eval.count", eval.count as u64)?;
             positive("eval.steps", eval.steps as u64)?;
@@ -411,25 +455,43 @@ fn positive(field: &'static str, value: u64) -> Result<(), (&'static str, String
     if value == 0 { Err((field, "must be at least 1".into())) } else { Ok(()) }
 }
 
-/// Sets `key.path=value` in `table`; the value is parsed as TOML, or taken as a string.
+/// Sets `key.path=value` in `table` (`data.sets.0.weight=2` indexes arrays); the value is
+/// parsed as TOML, or taken as a string.
 fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
     let (key, raw) = item.split_once('=').ok_or("expected key=value")?;
     let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    let (last, parents) = parts.split_last().ok_or("empty key")?;
-    let mut node = table;
-    for part in parents {
-        node = node
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("`{part}` is not a table"))?;
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let result = set_path(&mut root, &key.trim().split('.').collect::<Vec<_>>(), value);
+    if let toml::Value::Table(t) = root {
+        *table = t;
     }
-    node.insert(last.to_string(), value);
-    Ok(())
+    result
+}
+
+fn set_path(node: &mut toml::Value, path: &[&str], value: toml::Value) -> Result<(), String> {
+    let (part, rest) = path.split_first().ok_or("empty key")?;
+    let child = match node {
+        toml::Value::Table(t) if rest.is_empty() => {
+            t.insert(part.to_string(), value);
+            return Ok(());
+        }
+        toml::Value::Table(t) => t.entry(part.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new())),
+        toml::Value::Array(items) => {
+            let len = items.len();
+            let index: usize = part.parse().map_err(|_| format!("`{part}`: expected an index into an array"))?;
+            let slot = items.get_mut(index).ok_or_else(|| format!("index {index} is past the array's {len} items"))?;
+            if rest.is_empty() {
+                *slot = value;
+                return Ok(());
+            }
+            slot
+        }
+        _ => return Err(format!("`{part}`: its parent is neither a table nor an array")),
+    };
+    set_path(child, rest, value)
 }
 
 #[cfg(test)]
@@ -480,6 +542,10 @@ source = { kind = "synthetic", len = 100 }
         assert!(err.contains("`train.steps` must be at least 1"), "{err}");
         let err = load(MINIMAL, &["train.stepz=3"]).unwrap_err().to_string();
         assert!(err.contains("stepz"), "{err}");
+        let config = load(MINIMAL, &["data.sets.0.weight=2.5", "data.sets.0.source.len=7"]).unwrap();
+        assert_eq!(config.data.sets[0].weight, 2.5);
+        let err = load(MINIMAL, &["data.sets.3.weight=1"]).unwrap_err().to_string();
+        assert!(err.contains("index 3 is past the array's 1 items"), "{err}");
         let err = load(MINIMAL, &["seed"]).unwrap_err().to_string();
         assert!(err.contains("--set seed") && err.contains("key=value"), "{err}");
     }

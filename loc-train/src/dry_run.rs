@@ -5,6 +5,10 @@ use std::io::Write;
 use burn::prelude::*;
 use loc_data::loader::PairBatch;
 
+use loc_core::clip::{ClipTextConfig, ClipTokenizer, ClipVisionConfig};
+use loc_core::schedule::SchedulerConfig;
+use loc_core::unet::UNet2DConditionConfig;
+
 use crate::config::Config;
 
 /// Batches drawn to show sample shapes.
@@ -13,6 +17,7 @@ const SAMPLE_BATCH: usize = 4;
 /// Opens every data set of `config`, prints per-set counts and skips, and decodes one batch.
 pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "stage {:?}, seed {}, output {}", config.stage, config.seed, config.output_dir.display())?;
+    check_models(config, out)?;
     let data = &config.data;
     let sets = data.open(config.seed, true)?;
     for set in &sets {
@@ -38,6 +43,27 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
         writeln!(out, "    {id}: {instruction:?}")?;
     }
     writeln!(out, "while decoding the sample: {}", loader.skips.to_string().trim_end())?;
+    Ok(())
+}
+
+/// Reads the configuration files of the model folders the run names (not their weights).
+fn check_models(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+    let m = &config.model;
+    if let Some(dir) = &m.editor {
+        let unet = UNet2DConditionConfig::load(&dir.join("unet/config.json"))?;
+        SchedulerConfig::load(&dir.join("scheduler/scheduler_config.json"))?;
+        ClipTextConfig::load(&dir.join("text_encoder/config.json"))?;
+        ClipTokenizer::load(&dir.join("tokenizer"))?;
+        let space = if dir.join("vae").exists() { "latent" } else { "pixel" };
+        writeln!(out, "editor {}: UNet {:?}, {space} space", dir.display(), unet.block_out_channels)?;
+    }
+    if let Some(dir) = &m.image_encoder {
+        let vision = ClipVisionConfig::load(&dir.join("config.json"))?;
+        writeln!(out, "image encoder {}: hidden {}, image {}", dir.display(), vision.hidden_size, vision.image_size)?;
+    }
+    if let Some(dir) = &m.hypernet_init {
+        writeln!(out, "hypernetwork starts from {}", dir.display())?;
+    }
     Ok(())
 }
 

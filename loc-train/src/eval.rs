@@ -52,7 +52,8 @@ impl EvalReport {
             self.quads, self.steps
         );
         for m in &self.methods {
-            out += &format!("| {} | {:.4} | {:.4} | {:.4} | {:+.4} |\n", m.method, m.l1, m.l2, m.l2_to_after, m.leakage);
+            out +=
+                &format!("| {} | {:.4} | {:.4} | {:.4} | {:+.4} |\n", m.method, m.l1, m.l2, m.l2_to_after, m.leakage);
         }
         out
     }
@@ -79,6 +80,15 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// Per-image distances of one method's outputs.
+#[derive(Default)]
+struct Distances {
+    method: String,
+    l1: Vec<f64>,
+    l2: Vec<f64>,
+    to_after: Vec<f64>,
+}
+
 /// Outputs of every method for a chunk of quads, in `[-1, 1]`, by method name.
 fn outputs(
     editor: &InstructPix2Pix,
@@ -89,7 +99,8 @@ fn outputs(
     seed: u64,
     device: &Device,
 ) -> Vec<(String, Tensor<4>)> {
-    let stack = |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
+    let stack =
+        |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
     let (a, a_edited, b) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query));
     let n = quads.len();
     let text_options = EditOptions {
@@ -125,7 +136,7 @@ pub fn evaluate(
     seed: u64,
     device: &Device,
 ) -> (EvalReport, RgbImage) {
-    let mut sums: Vec<(String, Vec<f64>, Vec<f64>, Vec<f64>)> = Vec::new();
+    let mut per_method: Vec<Distances> = Vec::new();
     let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
     for (c, chunk) in quads.chunks(CHUNK).enumerate() {
         let target = images_to_tensor(&chunk.iter().map(|q| &q.target).collect::<Vec<_>>(), device);
@@ -134,31 +145,35 @@ pub fn evaluate(
         for (method, images) in &results {
             let (l1, l2) = distances(images.clone(), target.clone());
             let (_, to_after) = distances(images.clone(), after.clone());
-            match sums.iter_mut().find(|s| &s.0 == method) {
-                Some(s) => {
-                    s.1.extend(l1);
-                    s.2.extend(l2);
-                    s.3.extend(to_after);
+            let index = match per_method.iter().position(|d| &d.method == method) {
+                Some(i) => i,
+                None => {
+                    per_method.push(Distances { method: method.clone(), ..Distances::default() });
+                    per_method.len() - 1
                 }
-                None => sums.push((method.clone(), l1, l2, to_after)),
-            }
+            };
+            let d = &mut per_method[index];
+            d.l1.extend(l1);
+            d.l2.extend(l2);
+            d.to_after.extend(to_after);
         }
         let wanted = config.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
         for (i, quad) in chunk.iter().take(wanted).enumerate() {
-            let mut row = vec![quad.pair.before.clone(), quad.pair.after.clone(), quad.query.clone(), quad.target.clone()];
+            let mut row =
+                vec![quad.pair.before.clone(), quad.pair.after.clone(), quad.query.clone(), quad.target.clone()];
             row.extend(results.iter().skip(2).map(|(_, images)| to_image(images.clone().narrow(0, i, 1))));
             sheet_rows.push(row);
         }
     }
-    let null_to_after = sums.iter().find(|s| s.0 == "G null").map_or(0.0, |s| mean(&s.3));
-    let methods = sums
+    let null_to_after = per_method.iter().find(|d| d.method == "G null").map_or(0.0, |d| mean(&d.to_after));
+    let methods = per_method
         .iter()
-        .map(|(method, l1, l2, to_after)| MethodScore {
-            method: method.clone(),
-            l1: mean(l1),
-            l2: mean(l2),
-            l2_to_after: mean(to_after),
-            leakage: null_to_after - mean(to_after),
+        .map(|d| MethodScore {
+            method: d.method.clone(),
+            l1: mean(&d.l1),
+            l2: mean(&d.l2),
+            l2_to_after: mean(&d.to_after),
+            leakage: null_to_after - mean(&d.to_after),
         })
         .collect();
     (EvalReport { quads: quads.len(), steps: config.steps, methods }, contact_sheet(&sheet_rows, 4))
@@ -167,7 +182,14 @@ pub fn evaluate(
 /// One image `[1, 3, H, W]` in `[-1, 1]` as RGB8.
 pub fn to_image(x: Tensor<4>) -> RgbImage {
     let [_, _, h, w] = x.dims();
-    let values: Vec<f32> = x.add_scalar(1.0).mul_scalar(127.5).clamp(0.0, 255.0).to_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+    let values: Vec<f32> = x
+        .add_scalar(1.0)
+        .mul_scalar(127.5)
+        .clamp(0.0, 255.0)
+        .to_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32");
     RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let at = |c: usize| values[c * h * w + y as usize * w + x as usize].round() as u8;
         image::Rgb([at(0), at(1), at(2)])

@@ -89,8 +89,11 @@ pub fn editor_loss(
     let device = before.device();
     let n = instructions.len();
     let draws: Vec<f64> = (0..n).map(|_| rng.random()).collect();
-    let prompts: Vec<String> =
-        instructions.iter().zip(&draws).map(|(text, &r)| if r < 2.0 * dropout { String::new() } else { text.clone() }).collect();
+    let prompts: Vec<String> = instructions
+        .iter()
+        .zip(&draws)
+        .map(|(text, &r)| if r < 2.0 * dropout { String::new() } else { text.clone() })
+        .collect();
     let keep: Vec<f32> = draws.iter().map(|&r| if (dropout..3.0 * dropout).contains(&r) { 0.0 } else { 1.0 }).collect();
     let keep = Tensor::<1>::from_data(TensorData::new(keep, [n]), &device).reshape([n, 1, 1, 1]);
     let vae = editor.vae.as_ref();
@@ -138,8 +141,7 @@ pub fn lora_reverse_loss(
         (0..n).map(|_| if rng.random::<f64>() < objective.exchange_prob { 1.0 } else { 0.0 }).collect();
     let swap = Tensor::<1>::from_data(TensorData::new(swap, [n]), &device).reshape([n, 1, 1, 1]);
     let keep = swap.clone().neg().add_scalar(1.0);
-    let (a, a_edited) =
-        (before.clone() * keep.clone() + after.clone() * swap.clone(), after * keep + before * swap);
+    let (a, a_edited) = (before.clone() * keep.clone() + after.clone() * swap.clone(), after * keep + before * swap);
     let (b, b_edited) = (a.clone().flip([3]), a_edited.clone().flip([3]));
     let delta = generator.generate(a, a_edited);
     let reverse = objective.reverse_weight > 0.0;
@@ -168,6 +170,29 @@ pub fn lora_reverse_loss(
     let backward = losses.narrow(0, n, n).mean();
     let total = forward.clone() + backward.clone().mul_scalar(objective.reverse_weight);
     Loss { terms: vec![("loss/forward", forward), ("loss/reverse", backward)], total }
+}
+
+/// The quad term: `G(+Δ, B) -> B'` with `Δ = H(A, A')`, for data that has quads.
+#[allow(clippy::too_many_arguments)]
+pub fn quad_loss(
+    editor: &InstructPix2Pix,
+    generator: &Generator,
+    schedule: &NoiseSchedule,
+    [a, a_edited, b, b_edited]: [Tensor<4>; 4],
+    prompt: Tensor<3>,
+    rng: &mut StdRng,
+) -> Tensor<1> {
+    let device = a.device();
+    let n = a.dims()[0];
+    let lora = generator.generate(a, a_edited);
+    let vae = editor.vae.as_ref();
+    let shape = latent_shape(vae, b_edited.dims());
+    let x0 = target_latents(vae, b_edited, normal(rng, shape, &device));
+    let condition = condition_latents(vae, b);
+    let timesteps = random_timesteps(rng, n, schedule);
+    let noise = normal(rng, shape, &device);
+    let context = prompt.repeat_dim(0, n);
+    denoising_loss(&editor.unet, schedule, x0, condition, context, Some(&lora), &timesteps, noise).mean()
 }
 
 #[cfg(test)]

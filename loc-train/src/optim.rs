@@ -163,7 +163,8 @@ impl ModuleMapper for Update<'_> {
         let v = v.mul_scalar(c.beta2) + g.powi_scalar(2).mul_scalar(1.0 - c.beta2);
         let step = m.clone().div_scalar(self.bias1) / v.clone().div_scalar(self.bias2).sqrt().add_scalar(c.epsilon);
         let inner = tensor.inner();
-        let updated = inner.clone().mul_scalar(1.0 - self.lr * c.weight_decay) - step.reshape(shape).mul_scalar(self.lr);
+        let updated =
+            inner.clone().mul_scalar(1.0 - self.lr * c.weight_decay) - step.reshape(shape).mul_scalar(self.lr);
         self.optim.moments.insert(name, Moments { m, v });
         Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
     }
@@ -176,12 +177,8 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_reaches_zero_at_the_end() {
-        let config = OptimConfig {
-            learning_rate: 1.0,
-            warmup_steps: 4,
-            schedule: LrSchedule::Cosine,
-            ..OptimConfig::default()
-        };
+        let config =
+            OptimConfig { learning_rate: 1.0, warmup_steps: 4, schedule: LrSchedule::Cosine, ..OptimConfig::default() };
         assert_eq!(learning_rate(&config, 0, 104), 0.25);
         assert_eq!(learning_rate(&config, 3, 104), 1.0);
         assert_eq!(learning_rate(&config, 4, 104), 1.0);

@@ -45,7 +45,13 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn new(pairs: &[PreparedPair], timesteps: &[usize], editor: &InstructPix2Pix, seed: u64, device: &Device) -> Self {
+    pub fn new(
+        pairs: &[PreparedPair],
+        timesteps: &[usize],
+        editor: &InstructPix2Pix,
+        seed: u64,
+        device: &Device,
+    ) -> Self {
         let before = images_to_tensor(&pairs.iter().map(|p| &p.before).collect::<Vec<_>>(), device);
         let after = images_to_tensor(&pairs.iter().map(|p| &p.after).collect::<Vec<_>>(), device);
         let p = pairs.len();

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
+use burn_dataset::Dataset;
 use image::RgbImage;
 use loc_core::checkpoint::{CheckpointManifest, save_checkpoint};
 use loc_core::clip::ClipVisionModelWithProjection;
@@ -21,7 +22,9 @@ use loc_core::unet::UNet2DConditionModel;
 use loc_core::weights::load_safetensors;
 use loc_data::config::OpenedSet;
 use loc_data::loader::PairBatch;
-use loc_data::pipeline::{PreparedPair, PreparedQuad};
+use loc_data::pipeline::{PreparedPair, PreparedQuad, Preprocess, images_to_tensor};
+use loc_data::record::QuadRecord;
+use rand::RngExt;
 use rand::rngs::StdRng;
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, TrainerState};
@@ -29,7 +32,7 @@ use crate::config::{Config, EvalConfig, Stage};
 use crate::eval::{EvalReport, contact_sheet, evaluate, to_image};
 use crate::logging::Logger;
 use crate::models::{LoadedEditor, copy_dir, save_editor, save_image_encoder, tiny_editor, tiny_vision_config};
-use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, step_rng, text_states};
+use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, quad_loss, step_rng, text_states};
 use crate::optim::{AdamW, grad_norm, learning_rate, unfreeze};
 use crate::probe::{Probe, ProbeResult};
 
@@ -176,6 +179,8 @@ struct HypernetTrainee {
     frozen_encoder: Option<PathBuf>,
     prompt: Tensor<3>,
     prompt_text: String,
+    /// The quad term's data (`objective.quad_weight > 0`).
+    quads: Option<QuadSampler>,
     schedule: NoiseSchedule,
     patches: bool,
     target_suffixes: Vec<String>,
@@ -204,7 +209,17 @@ impl Trainee for HypernetTrainee {
         let (before, after) = (batch.before.clone(), batch.after.clone());
         let generator = self.generator(&self.weights);
         let prompt = self.prompt.clone();
-        lora_reverse_loss(&self.editor, &generator, &self.schedule, before, after, prompt, &config.objective, rng)
+        let objective = &config.objective;
+        let mut loss =
+            lora_reverse_loss(&self.editor, &generator, &self.schedule, before, after, prompt, objective, rng);
+        if let Some(quads) = &self.quads {
+            let device = batch.before.device();
+            let images = quads.draw(batch.ids.len(), rng, &device);
+            let term = quad_loss(&self.editor, &generator, &self.schedule, images, self.prompt.clone(), rng);
+            loss.total = loss.total + term.clone().mul_scalar(objective.quad_weight);
+            loss.terms.push(("loss/quad", term));
+        }
+        loss
     }
 
     fn editor(&self) -> &InstructPix2Pix {
@@ -256,9 +271,11 @@ impl Trainee for HypernetTrainee {
     fn restore(&mut self, dir: &Path, _config: &Config) -> anyhow::Result<()> {
         let hypernet = self.weights.hypernet.clone();
         let hypernet = load_safetensors(hypernet, &dir.join("hypernet.safetensors"))?;
-        let encoder = match self.frozen_encoder {
-            Some(_) => self.weights.encoder.clone(),
-            None => unfreeze(ClipVisionModelWithProjection::load(&dir.join("image_encoder"), &self.prompt.device())?),
+        let saved_encoder = dir.join("image_encoder");
+        let encoder = if self.frozen_encoder.is_none() && saved_encoder.exists() {
+            unfreeze(ClipVisionModelWithProjection::load(&saved_encoder, &self.prompt.device())?)
+        } else {
+            self.weights.encoder.clone()
         };
         self.weights = HypernetWeights { hypernet, encoder };
         Ok(())
@@ -272,6 +289,33 @@ impl Trainee for HypernetTrainee {
     }
 }
 
+/// Random quads for the quad term, drawn with the step's generator.
+struct QuadSampler {
+    quads: Arc<dyn Dataset<QuadRecord>>,
+    preprocess: Preprocess,
+}
+
+impl QuadSampler {
+    /// `[A, A', B, B']` for `n` quads; unreadable ones are redrawn (a data set whose every
+    /// quad fails stops after a bounded number of tries).
+    fn draw(&self, n: usize, rng: &mut StdRng, device: &Device) -> [Tensor<4>; 4] {
+        let mut quads: Vec<PreparedQuad> = Vec::with_capacity(n);
+        for _ in 0..64 * n {
+            if quads.len() == n {
+                break;
+            }
+            let index = rng.random_range(0..self.quads.len());
+            if let Some(quad) = self.quads.get(index).ok().and_then(|q| self.preprocess.quad(&q, rng).ok()) {
+                quads.push(quad);
+            }
+        }
+        assert!(!quads.is_empty(), "no readable quad in 64 draws per item of the quad term");
+        let stack =
+            |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
+        [stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query), stack(&|q| &q.target)]
+    }
+}
+
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))
 }
@@ -280,8 +324,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> {
     let device = Device::flex().autodiff();
     device.seed(config.seed);
-    std::fs::create_dir_all(&config.output_dir)
-        .with_context(|| format!("creating {}", config.output_dir.display()))?;
+    std::fs::create_dir_all(&config.output_dir).with_context(|| format!("creating {}", config.output_dir.display()))?;
     let sets = config.data.open(config.seed, options.echo)?;
     match config.stage {
         Stage::Editor => {
@@ -332,11 +375,18 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
             }
             let hypernet = hypernet_config.init(&targets, &device);
             let prompt = text_states(&editor, std::slice::from_ref(&config.objective.prompt), &device);
-            let trainee = HypernetTrainee {
+            let mut trainee = HypernetTrainee {
                 schedule: NoiseSchedule::new(&editor.scheduler),
                 editor_valid: editor.valid(),
                 editor,
                 prompt_text: config.objective.prompt.clone(),
+                quads: match (&config.objective.quads, config.objective.quad_weight > 0.0) {
+                    (Some(source), true) => Some(QuadSampler {
+                        quads: source.open_quads(config.seed, config.data.resolution)?,
+                        preprocess: config.data.preprocess(),
+                    }),
+                    _ => None,
+                },
                 editor_dir,
                 weights: HypernetWeights { hypernet, encoder },
                 hypernet_config,
@@ -346,6 +396,9 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
                 target_suffixes: config.model.target_suffixes.clone(),
                 resolution: config.data.resolution,
             };
+            if let Some(init) = &config.model.hypernet_init {
+                trainee.restore(init, config).with_context(|| format!("model.hypernet_init {}", init.display()))?;
+            }
             train(trainee, config, &sets, options, &device)
         }
     }
@@ -366,7 +419,7 @@ fn vocabulary(sets: &[OpenedSet]) -> anyhow::Result<Vec<String>> {
 
 /// The first `count` validation pairs across the data sets, prepared without randomness.
 fn validation_pairs(config: &Config, sets: &[OpenedSet], count: usize) -> anyhow::Result<Vec<PreparedPair>> {
-    let preprocess = loc_data::pipeline::Preprocess::new(config.data.resolution);
+    let preprocess = Preprocess::new(config.data.resolution);
     let mut rng = step_rng(config.seed, u64::MAX, 2);
     let mut pairs = Vec::new();
     for set in sets {
@@ -374,10 +427,10 @@ fn validation_pairs(config: &Config, sets: &[OpenedSet], count: usize) -> anyhow
             if pairs.len() == count {
                 return Ok(pairs);
             }
-            if let Ok(record) = set.dataset.get(i) {
-                if let Ok(pair) = preprocess.pair(&record, &mut rng) {
-                    pairs.push(pair);
-                }
+            if let Ok(pair) =
+                set.dataset.get(i).map_err(|_| ()).and_then(|r| preprocess.pair(&r, &mut rng).map_err(|_| ()))
+            {
+                pairs.push(pair);
             }
         }
     }
@@ -401,7 +454,10 @@ fn train<T: Trainee>(
         let dir = checkpoint::resolve(out, which)?;
         state = checkpoint::read_state(&dir)?;
         if state.config != config.to_toml() {
-            eprintln!("note: resuming {} with a configuration that differs from the one it was written with", dir.display());
+            eprintln!(
+                "note: resuming {} with a configuration that differs from the one it was written with",
+                dir.display()
+            );
             state.config = config.to_toml();
         }
         trainee.restore(&dir.join(T::EXPORT), config)?;
@@ -428,8 +484,14 @@ fn train<T: Trainee>(
         // A second handler cannot be installed (tests, repeated runs): Ctrl-C then kills as usual.
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
-    let mut summary =
-        RunSummary { losses: Vec::new(), probes: Vec::new(), steps_done: 0, bad_steps: 0, exported: None, report: None };
+    let mut summary = RunSummary {
+        losses: Vec::new(),
+        probes: Vec::new(),
+        steps_done: 0,
+        bad_steps: 0,
+        exported: None,
+        report: None,
+    };
     let probe_now = |trainee: &T, step: u64, logger: &mut Logger, summary: &mut RunSummary| {
         let result = trainee.probe(&probe, config);
         logger.scalars(step, &result.scalars());
@@ -498,7 +560,7 @@ fn train<T: Trainee>(
         summary.losses.push((step, loss_sum));
         let seconds = started.elapsed().as_secs_f64();
         let pairs_per_s = (config.train.batch_size as u64 * accum) as f64 / seconds;
-        let plain = state.step % config.train.log_every == 0;
+        let plain = state.step.is_multiple_of(config.train.log_every);
         if plain {
             let mut scalars = vec![("loss/total", loss_sum), ("lr", lr), ("grad_norm", norm)];
             scalars.extend(terms.iter().copied());
@@ -506,17 +568,19 @@ fn train<T: Trainee>(
             logger.scalars(state.step, &scalars);
         }
         logger.progress(state.step, &format!("loss {loss_sum:.4}, {pairs_per_s:.1} pairs/s"), plain);
-        if state.step % config.probe.every == 0 || state.step == total {
+        if state.step.is_multiple_of(config.probe.every) || state.step == total {
             probe_now(&trainee, state.step, &mut logger, &mut summary);
         }
-        if config.train.sample_every > 0 && (state.step % config.train.sample_every == 0 || state.step == total) {
+        if config.train.sample_every > 0
+            && (state.step.is_multiple_of(config.train.sample_every) || state.step == total)
+        {
             let grid = contact_sheet(&trainee.grid(&probe, &sample_options), 4);
             logger.image("samples", &grid, state.step);
             let path = out.join("samples").join(format!("step-{:08}.png", state.step));
             std::fs::create_dir_all(out.join("samples"))?;
             grid.save(&path).with_context(|| format!("writing {}", path.display()))?;
         }
-        if state.step % config.train.checkpoint_every == 0 || state.step == total {
+        if state.step.is_multiple_of(config.train.checkpoint_every) || state.step == total {
             save(&trainee, &optim, &state, config)?;
             logger.flush();
         }
@@ -528,10 +592,12 @@ fn train<T: Trainee>(
         println!("exported {}", exported.display());
     }
     if let Some(eval) = &config.eval {
-        let records = eval.quads.open_quads(config.seed, config.data.resolution, eval.count)?;
-        let preprocess = loc_data::pipeline::Preprocess::new(config.data.resolution);
+        let records = eval.quads.open_quads(config.seed, config.data.resolution)?;
+        let preprocess = Preprocess::new(config.data.resolution);
         let mut rng = step_rng(config.seed, u64::MAX, 3);
-        let quads: Vec<PreparedQuad> = records.iter().filter_map(|q| preprocess.quad(q, &mut rng).ok()).collect();
+        let quads: Vec<PreparedQuad> = (0..eval.count.min(records.len()))
+            .filter_map(|i| records.get(i).ok().and_then(|q| preprocess.quad(&q, &mut rng).ok()))
+            .collect();
         let (report, sheet) = trainee.evaluate(&quads, eval, config);
         report.write(out)?;
         sheet.save(out.join("examples.png")).context("writing the contact sheet")?;

@@ -156,3 +156,21 @@ source = {{ kind = "synthetic", len = 100 }}
     assert!(dir.path().join("run/report.md").exists() && dir.path().join("run/examples.png").exists());
     assert!(std::fs::read_dir(dir.path().join("run/tensorboard")).unwrap().count() > 0);
 }
+
+#[test]
+fn the_quad_term_adds_its_loss_on_quads() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let quads = r#"quad_weight = 1.0
+quads = { kind = "synthetic", len = 50 }"#;
+    let mut pairs_only = hypernet_config(&editor, &dir.path().join("pairs"), "");
+    pairs_only.train.steps = 1;
+    let text = format!("[objective]\n{quads}");
+    let mut with_quads = hypernet_config(&editor, &dir.path().join("quads"), &text);
+    with_quads.train.steps = 1;
+    let without = run(&pairs_only, &RunOptions::default()).unwrap().losses[0].1;
+    let with = run(&with_quads, &RunOptions::default()).unwrap().losses[0].1;
+    // Same pairs and draws for the LoRA Reverse terms; the quad term is a mean squared error.
+    assert!(with > without + 1e-3, "{with} vs {without}");
+}

@@ -1,0 +1,79 @@
+//! One hypernetwork training step of LoRA Reverse, timed: `H` generates a LoRA per pair, the
+//! frozen UNet runs the forward (`+Δ`) and reverse (`-Δ`) terms as one batch of `2N`, the loss
+//! backpropagates into `H`, AdamW updates it. The image encoder and VAE are left out (frozen,
+//! one forward each): `H` reads random pooled features and the UNet random latents.
+//!
+//! `cargo bench -p loc-train --bench hypernet_step` (the tiny world's UNet, 16 pairs at 16x16)
+//! `cargo bench -p loc-train --bench hypernet_step -- --sd15` (SD-1.5 InstructPix2Pix, one pair
+//! at 32x32 latents: a 256x256 image; ~10 GB of memory)
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, PairFeatures, select_targets};
+use loc_core::lora::LoraSet;
+use loc_core::schedule::{NoiseSchedule, SchedulerConfig};
+use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use loc_train::config::OptimConfig;
+use loc_train::models::tiny_unet_config;
+use loc_train::objective::denoising_loss;
+use loc_train::optim::AdamW;
+
+/// Peak resident memory of this process so far (`VmHWM`), in GiB.
+fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse().ok());
+    kb.unwrap_or(0.0) / (1024.0 * 1024.0)
+}
+
+fn main() {
+    let sd15 = std::env::args().any(|a| a == "--sd15");
+    let (name, unet_config, pairs, side, features, width, depth) = if sd15 {
+        ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), 1, 32, 1024, 256, 6)
+    } else {
+        ("tiny world", tiny_unet_config(), 16, 16, 64, 64, 3)
+    };
+    let device = Device::flex().autodiff();
+    let unet = UNet2DConditionModel::new(&unet_config, &device).no_grad();
+    let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
+    let mut hypernet = HypernetConfig::new(features).with_width(width).with_depth(depth).init(&targets, &device);
+    let schedule = NoiseSchedule::new(&SchedulerConfig::sd15());
+    let mut optim = AdamW::new(&OptimConfig::default());
+    let latent = unet_config.out_channels;
+    let context = Tensor::<3>::zeros([2 * pairs, 8, unet_config.cross_attention_dim], &device);
+    let mut step = |hypernet: loc_core::hypernet::Hypernetwork| {
+        let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let lora = hypernet.forward(PairFeatures {
+            before: random([pairs, features]),
+            after: random([pairs, features]),
+            patches: None,
+        });
+        let lora = LoraSet::cat(vec![lora.clone(), lora.negate()]);
+        let x0 = Tensor::<4>::random([2 * pairs, latent, side, side], Distribution::Normal(0.0, 1.0), &device);
+        let condition = x0.clone().flip([0]);
+        let noise = x0.random_like(Distribution::Normal(0.0, 1.0));
+        let timesteps: Vec<usize> = (0..2 * pairs).map(|i| 37 * i % 1000).collect();
+        let loss =
+            denoising_loss(&unet, &schedule, x0, condition, context.clone(), Some(&lora), &timesteps, noise).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &hypernet);
+        optim.step(hypernet, grads, 1.0, 1e-4)
+    };
+    hypernet = step(hypernet);
+    let runs = if sd15 { 2 } else { 5 };
+    let start = Instant::now();
+    for _ in 0..runs {
+        hypernet = step(hypernet);
+    }
+    let seconds = start.elapsed().as_secs_f64() / runs as f64;
+    println!("| setting | pairs/step | latents | step s | pairs/s | peak RSS GiB |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {name} ({} targets) | {pairs} | {side}x{side} | {seconds:.3} | {:.2} | {:.2} |",
+        targets.len(),
+        pairs as f64 / seconds,
+        peak_rss_gib()
+    );
+}
