@@ -89,94 +89,93 @@ struct Distances {
     to_after: Vec<f64>,
 }
 
-/// Outputs of every method for a chunk of quads, in `[-1, 1]`, by method name.
-fn outputs(
-    editor: &InstructPix2Pix,
-    generator: Option<&Generator>,
-    quads: &[PreparedQuad],
-    config: &EvalConfig,
-    prompt: &str,
-    seed: u64,
-    device: &Device,
-) -> Vec<(String, Tensor<4>)> {
-    let stack =
-        |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
-    let (a, a_edited, b) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query));
-    let n = quads.len();
-    let text_options = EditOptions {
-        steps: config.steps,
-        text_guidance: config.text_guidance,
-        image_guidance: config.image_guidance,
-        lora_guidance: None,
-        seed,
-    };
-    let empty = vec![""; n];
-    let instructions: Vec<&str> = quads.iter().map(|q| q.pair.instruction.as_str()).collect();
-    let mut out = vec![("do-nothing".to_string(), b.clone()), ("copy".to_string(), a_edited.clone())];
-    out.push(("G null".into(), editor.edit_with_prompts(b.clone(), &empty, None, &text_options)));
-    if instructions.iter().all(|i| !i.is_empty()) {
-        out.push(("G text".into(), editor.edit_with_prompts(b.clone(), &instructions, None, &text_options)));
-    }
-    if let Some(generator) = generator {
-        let lora = generator.generate(a, a_edited);
-        let options = EditOptions { lora_guidance: config.lora_guidance, ..text_options };
-        let prompts = vec![prompt; n];
-        out.push(("LoC".into(), editor.edit_with_prompts(b, &prompts, Some(&lora), &options)));
-    }
-    out
+/// What a quad evaluation samples with: the editor, `H` (none: the editor alone), settings.
+pub struct QuadEval<'a> {
+    pub editor: &'a InstructPix2Pix,
+    pub generator: Option<&'a Generator<'a>>,
+    pub config: &'a EvalConfig,
+    /// The text G gets with the LoRA.
+    pub prompt: &'a str,
+    pub seed: u64,
+    pub device: &'a Device,
 }
 
-/// Scores every method on `quads`; `sheet` receives the first quads' images for a contact sheet.
-pub fn evaluate(
-    editor: &InstructPix2Pix,
-    generator: Option<&Generator>,
-    quads: &[PreparedQuad],
-    config: &EvalConfig,
-    prompt: &str,
-    seed: u64,
-    device: &Device,
-) -> (EvalReport, RgbImage) {
-    let mut per_method: Vec<Distances> = Vec::new();
-    let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
-    for (c, chunk) in quads.chunks(CHUNK).enumerate() {
-        let target = images_to_tensor(&chunk.iter().map(|q| &q.target).collect::<Vec<_>>(), device);
-        let after = images_to_tensor(&chunk.iter().map(|q| &q.pair.after).collect::<Vec<_>>(), device);
-        let results = outputs(editor, generator, chunk, config, prompt, seed + c as u64, device);
-        for (method, images) in &results {
-            let (l1, l2) = distances(images.clone(), target.clone());
-            let (_, to_after) = distances(images.clone(), after.clone());
-            let index = match per_method.iter().position(|d| &d.method == method) {
-                Some(i) => i,
-                None => {
-                    per_method.push(Distances { method: method.clone(), ..Distances::default() });
-                    per_method.len() - 1
-                }
-            };
-            let d = &mut per_method[index];
-            d.l1.extend(l1);
-            d.l2.extend(l2);
-            d.to_after.extend(to_after);
+impl QuadEval<'_> {
+    /// Outputs of every method for a chunk of quads, in `[-1, 1]`, by method name.
+    fn outputs(&self, quads: &[PreparedQuad], seed: u64) -> Vec<(String, Tensor<4>)> {
+        let (editor, config, device) = (self.editor, self.config, self.device);
+        let stack =
+            |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
+        let (a, a_edited, b) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query));
+        let n = quads.len();
+        let text_options = EditOptions {
+            steps: config.steps,
+            text_guidance: config.text_guidance,
+            image_guidance: config.image_guidance,
+            lora_guidance: None,
+            seed,
+        };
+        let empty = vec![""; n];
+        let instructions: Vec<&str> = quads.iter().map(|q| q.pair.instruction.as_str()).collect();
+        let mut out = vec![("do-nothing".to_string(), b.clone()), ("copy".to_string(), a_edited.clone())];
+        out.push(("G null".into(), editor.edit_with_prompts(b.clone(), &empty, None, &text_options)));
+        if instructions.iter().all(|i| !i.is_empty()) {
+            out.push(("G text".into(), editor.edit_with_prompts(b.clone(), &instructions, None, &text_options)));
         }
-        let wanted = config.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
-        for (i, quad) in chunk.iter().take(wanted).enumerate() {
-            let mut row =
-                vec![quad.pair.before.clone(), quad.pair.after.clone(), quad.query.clone(), quad.target.clone()];
-            row.extend(results.iter().skip(2).map(|(_, images)| to_image(images.clone().narrow(0, i, 1))));
-            sheet_rows.push(row);
+        if let Some(generator) = self.generator {
+            let lora = generator.generate(a, a_edited);
+            let options = EditOptions { lora_guidance: config.lora_guidance, ..text_options };
+            let prompts = vec![self.prompt; n];
+            out.push(("LoC".into(), editor.edit_with_prompts(b, &prompts, Some(&lora), &options)));
         }
+        out
     }
-    let null_to_after = per_method.iter().find(|d| d.method == "G null").map_or(0.0, |d| mean(&d.to_after));
-    let methods = per_method
-        .iter()
-        .map(|d| MethodScore {
-            method: d.method.clone(),
-            l1: mean(&d.l1),
-            l2: mean(&d.l2),
-            l2_to_after: mean(&d.to_after),
-            leakage: null_to_after - mean(&d.to_after),
-        })
-        .collect();
-    (EvalReport { quads: quads.len(), steps: config.steps, methods }, contact_sheet(&sheet_rows, 4))
+
+    /// Scores every method on `quads`, and a contact sheet of the first ones.
+    pub fn evaluate(&self, quads: &[PreparedQuad]) -> (EvalReport, RgbImage) {
+        let device = self.device;
+        let mut per_method: Vec<Distances> = Vec::new();
+        let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
+        for (c, chunk) in quads.chunks(CHUNK).enumerate() {
+            let target = images_to_tensor(&chunk.iter().map(|q| &q.target).collect::<Vec<_>>(), device);
+            let after = images_to_tensor(&chunk.iter().map(|q| &q.pair.after).collect::<Vec<_>>(), device);
+            let results = self.outputs(chunk, self.seed + c as u64);
+            for (method, images) in &results {
+                let (l1, l2) = distances(images.clone(), target.clone());
+                let (_, to_after) = distances(images.clone(), after.clone());
+                let index = match per_method.iter().position(|d| &d.method == method) {
+                    Some(i) => i,
+                    None => {
+                        per_method.push(Distances { method: method.clone(), ..Distances::default() });
+                        per_method.len() - 1
+                    }
+                };
+                let d = &mut per_method[index];
+                d.l1.extend(l1);
+                d.l2.extend(l2);
+                d.to_after.extend(to_after);
+            }
+            let wanted = self.config.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
+            for (i, quad) in chunk.iter().take(wanted).enumerate() {
+                let mut row =
+                    vec![quad.pair.before.clone(), quad.pair.after.clone(), quad.query.clone(), quad.target.clone()];
+                row.extend(results.iter().skip(2).map(|(_, images)| to_image(images.clone().narrow(0, i, 1))));
+                sheet_rows.push(row);
+            }
+        }
+        let null_to_after = per_method.iter().find(|d| d.method == "G null").map_or(0.0, |d| mean(&d.to_after));
+        let methods = per_method
+            .iter()
+            .map(|d| MethodScore {
+                method: d.method.clone(),
+                l1: mean(&d.l1),
+                l2: mean(&d.l2),
+                l2_to_after: mean(&d.to_after),
+                leakage: null_to_after - mean(&d.to_after),
+            })
+            .collect();
+        (EvalReport { quads: quads.len(), steps: self.config.steps, methods }, contact_sheet(&sheet_rows, 4))
+    }
 }
 
 /// One image `[1, 3, H, W]` in `[-1, 1]` as RGB8.

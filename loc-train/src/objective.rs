@@ -107,6 +107,29 @@ pub fn editor_loss(
     Loss { terms: vec![("loss/denoise", total.clone())], total }
 }
 
+/// Per-sample denoising loss of G (with `lora`) editing `condition` images into `target`
+/// images, one prompt (`[1, L, D]` states) for all; noise and timesteps from `rng`.
+fn conditioned_loss(
+    editor: &InstructPix2Pix,
+    schedule: &NoiseSchedule,
+    target: Tensor<4>,
+    condition: Tensor<4>,
+    prompt: Tensor<3>,
+    lora: Option<&LoraSet>,
+    rng: &mut StdRng,
+) -> Tensor<1> {
+    let device = target.device();
+    let rows = target.dims()[0];
+    let vae = editor.vae.as_ref();
+    let shape = latent_shape(vae, target.dims());
+    let x0 = target_latents(vae, target, normal(rng, shape, &device));
+    let condition = condition_latents(vae, condition);
+    let timesteps = random_timesteps(rng, rows, schedule);
+    let noise = normal(rng, shape, &device);
+    let context = prompt.repeat_dim(0, rows);
+    denoising_loss(&editor.unet, schedule, x0, condition, context, lora, &timesteps, noise)
+}
+
 /// `H` and its image encoder.
 pub struct Generator<'a> {
     pub encoder: &'a ClipVisionModelWithProjection,
@@ -154,15 +177,7 @@ pub fn lora_reverse_loss(
     } else {
         (b_edited, b, delta)
     };
-    let rows = x0_images.dims()[0];
-    let vae = editor.vae.as_ref();
-    let shape = latent_shape(vae, x0_images.dims());
-    let x0 = target_latents(vae, x0_images, normal(rng, shape, &device));
-    let condition = condition_latents(vae, condition_images);
-    let timesteps = random_timesteps(rng, rows, schedule);
-    let noise = normal(rng, shape, &device);
-    let context = prompt.repeat_dim(0, rows);
-    let losses = denoising_loss(&editor.unet, schedule, x0, condition, context, Some(&lora), &timesteps, noise);
+    let losses = conditioned_loss(editor, schedule, x0_images, condition_images, prompt, Some(&lora), rng);
     let forward = losses.clone().narrow(0, 0, n).mean();
     if !reverse {
         return Loss { terms: vec![("loss/forward", forward.clone())], total: forward };
@@ -182,17 +197,8 @@ pub fn quad_loss(
     prompt: Tensor<3>,
     rng: &mut StdRng,
 ) -> Tensor<1> {
-    let device = a.device();
-    let n = a.dims()[0];
     let lora = generator.generate(a, a_edited);
-    let vae = editor.vae.as_ref();
-    let shape = latent_shape(vae, b_edited.dims());
-    let x0 = target_latents(vae, b_edited, normal(rng, shape, &device));
-    let condition = condition_latents(vae, b);
-    let timesteps = random_timesteps(rng, n, schedule);
-    let noise = normal(rng, shape, &device);
-    let context = prompt.repeat_dim(0, n);
-    denoising_loss(&editor.unet, schedule, x0, condition, context, Some(&lora), &timesteps, noise).mean()
+    conditioned_loss(editor, schedule, b_edited, b, prompt, Some(&lora), rng).mean()
 }
 
 #[cfg(test)]

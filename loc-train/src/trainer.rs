@@ -29,7 +29,7 @@ use rand::rngs::StdRng;
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, TrainerState};
 use crate::config::{Config, EvalConfig, Stage};
-use crate::eval::{EvalReport, contact_sheet, evaluate, to_image};
+use crate::eval::{EvalReport, QuadEval, contact_sheet, to_image};
 use crate::logging::Logger;
 use crate::models::{LoadedEditor, copy_dir, save_editor, save_image_encoder, tiny_editor, tiny_vision_config};
 use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, quad_loss, step_rng, text_states};
@@ -149,7 +149,9 @@ impl Trainee for EditorTrainee {
 
     fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (EvalReport, RgbImage) {
         let device = self.editor.unet.conv_in.weight.device().inner();
-        evaluate(&self.editor.valid(), None, quads, eval, "", config.seed, &device)
+        let editor = self.editor.valid();
+        QuadEval { editor: &editor, generator: None, config: eval, prompt: "", seed: config.seed, device: &device }
+            .evaluate(quads)
     }
 }
 
@@ -285,7 +287,15 @@ impl Trainee for HypernetTrainee {
         let weights = self.weights.valid();
         let generator = self.generator(&weights);
         let device = self.prompt.device().inner();
-        evaluate(&self.editor_valid, Some(&generator), quads, eval, &config.objective.prompt, config.seed, &device)
+        QuadEval {
+            editor: &self.editor_valid,
+            generator: Some(&generator),
+            config: eval,
+            prompt: &config.objective.prompt,
+            seed: config.seed,
+            device: &device,
+        }
+        .evaluate(quads)
     }
 }
 

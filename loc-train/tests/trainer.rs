@@ -15,6 +15,15 @@ use loc_train::trainer::{RunOptions, run};
 /// parallel threads would interleave their draws, so these tests take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// 8x8 images of the synthetic world, a few held out for the probe.
+const WORLD: &str = r#"[data]
+resolution = 8
+validation_fraction = 0.05
+threads = 1
+[[data.sets]]
+name = "world"
+source = { kind = "synthetic", len = 200 }"#;
+
 /// A fresh tiny editor saved under `dir/editor`.
 fn editor_folder(dir: &Path) -> std::path::PathBuf {
     let device = Device::flex();
@@ -49,13 +58,7 @@ log_every = 1
 pairs = 2
 timesteps = [200, 800]
 every = 100
-[data]
-resolution = 8
-validation_fraction = 0.05
-threads = 1
-[[data.sets]]
-name = "world"
-source = {{ kind = "synthetic", len = 200 }}
+{WORLD}
 {extra}
 "#,
         output = output.display().to_string(),
@@ -136,13 +139,7 @@ timesteps = [500]
 quads = {{ kind = "synthetic", len = 4, held_out = true }}
 count = 2
 steps = 2
-[data]
-resolution = 8
-validation_fraction = 0.05
-threads = 1
-[[data.sets]]
-name = "world"
-source = {{ kind = "synthetic", len = 100 }}
+{WORLD}
 "#,
         dir.path().join("run").display().to_string()
     );
