@@ -75,7 +75,7 @@ trait Trainee {
     fn editor(&self) -> &InstructPix2Pix;
     fn probe(&self, probe: &Probe, config: &Config) -> ProbeResult;
     /// A row per pair of the grid.
-    fn grid(&self, probe: &Probe, options: &EditOptions) -> Vec<Vec<RgbImage>>;
+    fn grid(&self, probe: &Probe, options: &EditOptions, config: &Config) -> Vec<Vec<RgbImage>>;
     /// Writes the trained weights as a loadable model into `dir`.
     fn export(&self, dir: &Path) -> anyhow::Result<()>;
     /// Loads the weights an [`export`](Self::export) wrote.
@@ -124,7 +124,7 @@ impl Trainee for EditorTrainee {
         probe.run(&self.editor.valid(), None)
     }
 
-    fn grid(&self, probe: &Probe, options: &EditOptions) -> Vec<Vec<RgbImage>> {
+    fn grid(&self, probe: &Probe, options: &EditOptions, _config: &Config) -> Vec<Vec<RgbImage>> {
         let n = probe.instructions.len().min(GRID_PAIRS);
         let before = probe.before.clone().narrow(0, 0, n);
         let prompts: Vec<&str> = probe.instructions.iter().take(n).map(String::as_str).collect();
@@ -180,7 +180,6 @@ struct HypernetTrainee {
     /// The configured frozen encoder's folder (`None`: the encoder trains and is saved).
     frozen_encoder: Option<PathBuf>,
     prompt: Tensor<3>,
-    prompt_text: String,
     /// The quad term's data (`objective.quad_weight > 0`).
     quads: Option<QuadSampler>,
     schedule: NoiseSchedule,
@@ -234,16 +233,14 @@ impl Trainee for HypernetTrainee {
         probe.run(&self.editor_valid, Some((&lora, &config.objective.prompt)))
     }
 
-    fn grid(&self, probe: &Probe, options: &EditOptions) -> Vec<Vec<RgbImage>> {
+    fn grid(&self, probe: &Probe, options: &EditOptions, config: &Config) -> Vec<Vec<RgbImage>> {
         let n = probe.instructions.len().min(GRID_PAIRS);
         let (a, a_edited) = (probe.before.clone().narrow(0, 0, n), probe.after.clone().narrow(0, 0, n));
         let (b, b_edited) = (a.clone().flip([3]), a_edited.clone().flip([3]));
         let weights = self.weights.valid();
         let lora = self.generator(&weights).generate(a.clone(), a_edited.clone());
-        let device = a.device();
-        let prompt = text_states(&self.editor_valid, &vec![self.prompt_text.clone(); n], &device);
-        let uncond = text_states(&self.editor_valid, &vec![String::new(); n], &device);
-        let generated = self.editor_valid.edit_with_states(b.clone(), prompt, uncond, Some(&lora), options);
+        let prompts = vec![config.objective.prompt.as_str(); n];
+        let generated = self.editor_valid.edit_with_prompts(b.clone(), &prompts, Some(&lora), options);
         (0..n)
             .map(|i| [&a, &a_edited, &b, &generated, &b_edited].map(|t| to_image(t.clone().narrow(0, i, 1))).to_vec())
             .collect()
@@ -349,7 +346,7 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
                     LoadedEditor { editor: InstructPix2Pix::load(dir, &device)?, files_from: files }
                 }
                 (None, _) => {
-                    let instructions = vocabulary(&sets)?;
+                    let instructions = vocabulary(&sets);
                     let prediction = config.model.prediction_type.unwrap_or(PredictionType::Epsilon);
                     tiny_editor(&instructions, prediction, &config.output_dir.join("editor-files"), &device)?
                 }
@@ -389,7 +386,6 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
                 schedule: NoiseSchedule::new(&editor.scheduler),
                 editor_valid: editor.valid(),
                 editor,
-                prompt_text: config.objective.prompt.clone(),
                 quads: match (&config.objective.quads, config.objective.quad_weight > 0.0) {
                     (Some(source), true) => Some(QuadSampler {
                         quads: source.open_quads(config.seed, config.data.resolution)?,
@@ -415,7 +411,7 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
 }
 
 /// The first instructions of every data set (a fresh tokenizer's words).
-fn vocabulary(sets: &[OpenedSet]) -> anyhow::Result<Vec<String>> {
+fn vocabulary(sets: &[OpenedSet]) -> Vec<String> {
     let mut texts = Vec::new();
     for set in sets {
         for i in 0..set.dataset.len().min(VOCABULARY_SAMPLE) {
@@ -424,7 +420,7 @@ fn vocabulary(sets: &[OpenedSet]) -> anyhow::Result<Vec<String>> {
             }
         }
     }
-    Ok(texts)
+    texts
 }
 
 /// The first `count` validation pairs across the data sets, prepared without randomness.
@@ -584,7 +580,7 @@ fn train<T: Trainee>(
         if config.train.sample_every > 0
             && (state.step.is_multiple_of(config.train.sample_every) || state.step == total)
         {
-            let grid = contact_sheet(&trainee.grid(&probe, &sample_options), 4);
+            let grid = contact_sheet(&trainee.grid(&probe, &sample_options, config), 4);
             logger.image("samples", &grid, state.step);
             let path = out.join("samples").join(format!("step-{:08}.png", state.step));
             std::fs::create_dir_all(out.join("samples"))?;
