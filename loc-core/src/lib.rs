@@ -3,13 +3,14 @@
 //! - [`lora`]: LoRA targets, per-sample deltas and sets, LoRA-aware layers, merging, and
 //!   kohya / PEFT files.
 //! - [`checkpoint`]: what a LoC run leaves behind (manifest + `H`'s weights) and `LocModel`.
-//! - [`clip`]: the CLIP text encoder and BPE tokenizer.
+//! - [`clip`]: the CLIP text encoder, BPE tokenizer, vision tower, and projections.
 //! - [`hypernet`]: `H`, a before/after pair's features to a LoRA set for the UNet's targets.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
 //! - [`pipeline`]: the InstructPix2Pix edit (three-way guidance, DDIM), with an optional LoRA set.
 //! - [`schedule`]: the DDPM training schedule and the DDIM sampler, from `scheduler_config.json`.
 //! - [`vae`]: Stable Diffusion's `AutoencoderKL` (encode to a latent distribution, decode).
+//! - [`vit`]: transformers' `ViTModel` (DINO ViT-S/16 for the DINO metric).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
 //!
 //! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
@@ -25,6 +26,7 @@ pub mod pipeline;
 pub mod schedule;
 pub mod unet;
 pub mod vae;
+pub mod vit;
 pub mod weights;
 
 pub use error::ModelError;

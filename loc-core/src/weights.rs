@@ -67,10 +67,18 @@ pub fn load_safetensors<M: Module>(module: M, path: &Path) -> Result<M, ModelErr
 
 /// [`load_safetensors`] with file keys renamed first: `(regex, replacement)` pairs, for
 /// checkpoints that use older names.
-pub fn load_safetensors_remapped<M: Module>(
+pub fn load_safetensors_remapped<M: Module>(module: M, path: &Path, renames: &[(&str, &str)]) -> Result<M, ModelError> {
+    load_safetensors_part(module, path, renames, &[])
+}
+
+/// [`load_safetensors_remapped`] for a module that is part of the file: keys starting with
+/// one of `others` belong to the rest (e.g. the text tower of a full CLIP file) and are
+/// left alone.
+pub fn load_safetensors_part<M: Module>(
     mut module: M,
     path: &Path,
     renames: &[(&str, &str)],
+    others: &[&str],
 ) -> Result<M, ModelError> {
     if !path.exists() {
         return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
@@ -87,7 +95,11 @@ pub fn load_safetensors_remapped<M: Module>(
         .map_err(|e| ModelError::WeightsFile { path: path.to_path_buf(), problem: e.to_string() })?;
     let missing: Vec<String> = result.missing.iter().map(|(p, _)| file_key(p)).collect();
     // Older transformers files carry the `position_ids` buffer: an index, not a weight.
-    let unexpected: Vec<String> = result.unused.into_iter().filter(|k| !k.ends_with(".position_ids")).collect();
+    let unexpected: Vec<String> = result
+        .unused
+        .into_iter()
+        .filter(|k| !k.ends_with(".position_ids") && !others.iter().any(|p| k.starts_with(p)))
+        .collect();
     let mismatched: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
     if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
         Ok(module)

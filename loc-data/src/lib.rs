@@ -18,6 +18,7 @@ pub mod magicbrush_parquet;
 pub mod manifest;
 pub mod pipeline;
 pub mod record;
+pub mod resize;
 pub mod seed;
 pub mod skip;
 pub mod world;

@@ -7,7 +7,11 @@
 //! | `vae-encode` | `sample` (in `[-1, 1]`) | `mean` |
 //! | `vae-decode` | `latents` | `sample` |
 //! | `clip-text` | `input_ids` (int64) | `last_hidden_state`, `pooler_output` |
+//! | `clip-text-projected` | `input_ids` (int64) | `text_embeds` |
 //! | `clip-vision` | `pixel_values` | `image_embeds` |
+//! | `dino` | `pixel_values` | `cls`, `last_hidden_state` |
+//!
+//! The CLIP components read a tower's own folder or a full CLIP folder.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +19,8 @@ use std::path::Path;
 use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use clap::ValueEnum;
-use loc_core::clip::{ClipTextModel, ClipVisionModelWithProjection};
+use loc_core::clip::{ClipTextModel, ClipTextModelWithProjection, ClipVisionModelWithProjection};
+use loc_core::vit::ViTModel;
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
 use loc_core::weights::{RawTensor, read_safetensors, write_safetensors};
@@ -26,7 +31,9 @@ pub enum Component {
     VaeEncode,
     VaeDecode,
     ClipText,
+    ClipTextProjected,
     ClipVision,
+    Dino,
 }
 
 struct Inputs<'a> {
@@ -93,6 +100,16 @@ pub fn run(component: Component, model_dir: &Path, inputs: &Path, output_path: &
             let clip = ClipTextModel::load(model_dir, &device)?;
             let out = clip.forward(inputs.ints("input_ids")?);
             vec![output("last_hidden_state", out.last_hidden_state)?, output("pooler_output", out.pooler_output)?]
+        }
+        Component::ClipTextProjected => {
+            let clip = ClipTextModelWithProjection::load(model_dir, &device)?;
+            vec![output("text_embeds", clip.forward(inputs.ints("input_ids")?))?]
+        }
+        Component::Dino => {
+            let vit = ViTModel::load(model_dir, &device)?;
+            let hidden = vit.forward(inputs.float::<4>("pixel_values")?);
+            let [n, _, d] = hidden.dims();
+            vec![output("cls", hidden.clone().narrow(1, 0, 1).reshape([n, d]))?, output("last_hidden_state", hidden)?]
         }
         Component::ClipVision => {
             let clip = ClipVisionModelWithProjection::load(model_dir, &device)?;

@@ -1,10 +1,17 @@
-//! `loc-eval`: editing with a trained LoC checkpoint (`edit`, `export-lora`) and parity runs
-//! of the ported models (`forward`); metrics and evaluation protocols as their issues land.
+//! `loc-eval`: editing with a trained LoC checkpoint (`edit`, `export-lora`), the MagicBrush
+//! protocol (`magicbrush`, `generate-magicbrush`), quad evaluation (`quads`), and parity runs
+//! of the ported models (`forward`).
 
 mod forward;
 mod loc;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::prelude::*;
+use loc_eval::magicbrush;
+use loc_eval::metrics::embedding::{Clip, Dino};
+use loc_eval::report;
 
 use clap::{Parser, Subcommand};
 use loc_core::pipeline::EditOptions;
@@ -19,7 +26,8 @@ struct Args {
 #[derive(Subcommand)]
 enum Command {
     /// Run one model component on inputs from a safetensors file (parity with diffusers /
-    /// transformers): unet, vae-encode, vae-decode, clip-text, clip-vision.
+    /// transformers): unet, vae-encode, vae-decode, clip-text, clip-text-projected,
+    /// clip-vision, dino.
     Forward {
         #[arg(long, value_enum)]
         component: forward::Component,
@@ -30,6 +38,28 @@ enum Command {
         inputs: PathBuf,
         #[arg(long)]
         output: PathBuf,
+    },
+    /// Score generated MagicBrush edits against the ground truth (official layout and
+    /// formulas): L1, L2, PSNR, SSIM, and CLIP-I / CLIP-T / DINO when their models are given.
+    Magicbrush {
+        /// `<id>/<id>_1.png`, `<id>_inde_<k>.png`, `<id>_iter_<k>.png`.
+        #[arg(long)]
+        generated: PathBuf,
+        /// The test split's `images/` folder: `<id>/<id>-output<k>.png`.
+        #[arg(long)]
+        ground_truth: PathBuf,
+        /// `local_descriptions.json`, for CLIP-T.
+        #[arg(long)]
+        captions: Option<PathBuf>,
+        /// A CLIP folder (transformers layout, e.g. openai/clip-vit-base-patch32).
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        /// A DINO ViT folder (transformers `ViTModel`, e.g. facebook/dino-vits16).
+        #[arg(long)]
+        dino: Option<PathBuf>,
+        /// The JSON report; the Markdown table and a contact sheet are written beside it.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Apply the change shown by a before/after pair (or stored in a LoRA file) to a query image.
     Edit {
@@ -84,8 +114,31 @@ enum Command {
     },
 }
 
+/// Loads the optional metric models.
+fn metric_models(clip: Option<&Path>, dino: Option<&Path>, device: &Device) -> anyhow::Result<(Option<Clip>, Option<Dino>)> {
+    Ok((clip.map(|d| Clip::load(d, device)).transpose()?, dino.map(|d| Dino::load(d, device)).transpose()?))
+}
+
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
+        Command::Magicbrush { generated, ground_truth, captions, clip, dino, out } => {
+            let device = Device::flex();
+            let (clip, dino) = metric_models(clip.as_deref(), dino.as_deref(), &device)?;
+            let captions = captions
+                .map(|path| -> anyhow::Result<_> {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                    serde_json::from_str(&text).with_context(|| format!("{}: not local_descriptions.json", path.display()))
+                })
+                .transpose()?;
+            let models = magicbrush::Models { clip, dino, captions };
+            let result = magicbrush::evaluate(&generated, &ground_truth, &models)?;
+            let markdown = result.markdown();
+            report::write(&out, &result, &markdown)?;
+            let sheet = report::contact_sheet(&magicbrush::examples(&generated, &ground_truth, 6)?, 128);
+            sheet.save(out.with_extension("png")).with_context(|| format!("writing {}", out.with_extension("png").display()))?;
+            println!("{markdown}");
+            Ok(())
+        }
         Command::Forward { component, model_dir, inputs, output } => {
             forward::run(component, &model_dir, &inputs, &output)
         }

@@ -1,10 +1,15 @@
 //! The pre-norm transformer both CLIP towers share (transformers `CLIPEncoder`).
 
+use std::path::Path;
+
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::error::ModelError;
+use crate::weights::read_config;
 
 /// The sizes of a CLIP encoder.
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +20,20 @@ pub struct EncoderShape {
     pub heads: usize,
     pub quick_gelu: bool,
     pub eps: f64,
+}
+
+/// One tower's configuration from its own `config.json`, or from a full CLIP `config.json`
+/// (`tower` = `text_config` / `vision_config`, with the top-level `projection_dim`).
+pub fn read_tower_config<T: serde::de::DeserializeOwned>(path: &Path, tower: &str) -> Result<T, ModelError> {
+    let mut value: serde_json::Value = read_config(path)?;
+    if let Some(own) = value.get(tower).cloned() {
+        let projection = value.get("projection_dim").cloned();
+        value = own;
+        if let Some(p) = projection {
+            value["projection_dim"] = p;
+        }
+    }
+    serde_json::from_value(value).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })
 }
 
 /// `Err((field, problem))` for an activation or head count this port cannot build.

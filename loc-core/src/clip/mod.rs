@@ -1,5 +1,6 @@
 //! CLIP (transformers layout): the text encoder Stable Diffusion conditions on, the BPE
-//! tokenizer that feeds it, and the vision tower (the hypernetwork's image encoder, CLIP-I).
+//! tokenizer that feeds it, the vision tower (the hypernetwork's image encoder, CLIP-I), and
+//! both towers with their projections from a full CLIP folder (CLIP-I, CLIP-T).
 
 mod encoder;
 mod text;
@@ -7,6 +8,6 @@ mod tokenizer;
 mod vision;
 
 pub use encoder::{ClipEncoder, EncoderShape};
-pub use text::{ClipTextConfig, ClipTextModel, ClipTextOutput};
+pub use text::{ClipTextConfig, ClipTextModel, ClipTextModelWithProjection, ClipTextOutput};
 pub use tokenizer::ClipTokenizer;
 pub use vision::{ClipVisionConfig, ClipVisionModelWithProjection, ClipVisionOutput};

@@ -1,18 +1,19 @@
 //! transformers `CLIPTextModel`: token + position embeddings, a causal pre-norm transformer,
 //! a final LayerNorm; the pooled output is the state at the end-of-text token.
+//! `CLIPTextModelWithProjection` adds the projection into the joint image-text space (CLIP-T).
 
 use std::path::Path;
 
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::encoder::{ClipEncoder, EncoderShape, check_encoder};
+use super::encoder::{ClipEncoder, EncoderShape, check_encoder, read_tower_config};
 
 use crate::error::ModelError;
-use crate::weights::{load_safetensors_remapped, read_config};
+use crate::weights::load_safetensors_part;
 
-/// `text_encoder/config.json` (unknown keys ignored).
+/// `text_encoder/config.json`, or the `text_config` of a full CLIP config (unknown keys ignored).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ClipTextConfig {
     pub vocab_size: usize,
@@ -28,6 +29,13 @@ pub struct ClipTextConfig {
     /// 2 in old configs, where the pooled position is the largest token id (the EOT token).
     #[serde(default = "eos")]
     pub eos_token_id: u32,
+    /// Used by [`ClipTextModelWithProjection`] only.
+    #[serde(default = "projection_dim")]
+    pub projection_dim: usize,
+}
+
+fn projection_dim() -> usize {
+    512
 }
 
 fn quick_gelu() -> String {
@@ -53,7 +61,7 @@ impl ClipTextConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let config: Self = read_config(path)?;
+        let config: Self = read_tower_config(path, "text_config")?;
         let err = |field: &str, problem: String| ModelError::Config {
             path: path.to_path_buf(),
             field: field.into(),
@@ -95,44 +103,35 @@ pub struct ClipTextOutput {
     pub pooler_output: Tensor<2>,
 }
 
-impl ClipTextModel {
-    pub fn new(config: &ClipTextConfig, device: &Device) -> Self {
+/// Older transformers checkpoints prefix every key with `text_model.`; transformers 5 saves
+/// `CLIPTextModel` without it.
+const UNPREFIXED: [(&str, &str); 1] = [(r"^(embeddings|encoder|final_layer_norm)\.", "text_model.$1.")];
+
+/// The vision half of a full CLIP file, left alone when only the text tower loads.
+const VISION_KEYS: [&str; 3] = ["vision_model.", "visual_projection.", "logit_scale"];
+
+impl ClipTextTransformer {
+    fn new(config: &ClipTextConfig, device: &Device) -> Self {
         let d = config.hidden_size;
-        let norm = || LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device);
-        let encoder = ClipEncoder::new(&config.encoder(), device);
         Self {
-            text_model: ClipTextTransformer {
-                embeddings: ClipTextEmbeddings {
-                    token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
-                    position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
-                },
-                encoder,
-                final_layer_norm: norm(),
+            embeddings: ClipTextEmbeddings {
+                token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
+                position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d).init(device),
             },
-            config: config.clone(),
+            encoder: ClipEncoder::new(&config.encoder(), device),
+            final_layer_norm: LayerNormConfig::new(d).with_epsilon(config.layer_norm_eps).init(device),
         }
     }
 
-    /// A transformers folder (`config.json`, `model.safetensors`), frozen. Keys with the
-    /// `text_model.` prefix (transformers 4, Stable Diffusion checkpoints) and without it
-    /// (transformers 5) both load.
-    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
-        let config = ClipTextConfig::load(&dir.join("config.json"))?;
-        let unprefixed = [(r"^(embeddings|encoder|final_layer_norm)\.", "text_model.$1.")];
-        load_safetensors_remapped(Self::new(&config, device), &dir.join("model.safetensors"), &unprefixed)
-            .map(Module::no_grad)
-    }
-
     /// `input_ids: [N, L]` (L at most `max_position_embeddings`).
-    pub fn forward(&self, input_ids: Tensor<2, Int>) -> ClipTextOutput {
+    fn forward(&self, input_ids: Tensor<2, Int>, config: &ClipTextConfig) -> ClipTextOutput {
         let [n, l] = input_ids.dims();
         let device = input_ids.device();
         let ids: Vec<i64> = input_ids.to_data().convert::<i64>().try_into_vec::<i64>().expect("token ids");
-        let t = &self.text_model;
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l]);
-        let x = t.embeddings.token_embedding.forward(input_ids) + t.embeddings.position_embedding.forward(positions);
-        let x = t.final_layer_norm.forward(t.encoder.forward(x, true));
-        let eos = self.config.eos_token_id as i64;
+        let x = self.embeddings.token_embedding.forward(input_ids) + self.embeddings.position_embedding.forward(positions);
+        let x = self.final_layer_norm.forward(self.encoder.forward(x, true));
+        let eos = config.eos_token_id as i64;
         let pooled = (0..n)
             .map(|row| {
                 let row_ids = &ids[row * l..(row + 1) * l];
@@ -142,9 +141,63 @@ impl ClipTextModel {
                 } else {
                     row_ids.iter().position(|&v| v == eos).unwrap_or(l - 1)
                 };
-                x.clone().narrow(0, row, 1).narrow(1, at, 1).reshape([1, self.config.hidden_size])
+                x.clone().narrow(0, row, 1).narrow(1, at, 1).reshape([1, config.hidden_size])
             })
             .collect();
         ClipTextOutput { pooler_output: Tensor::cat(pooled, 0), last_hidden_state: x }
+    }
+}
+
+impl ClipTextModel {
+    pub fn new(config: &ClipTextConfig, device: &Device) -> Self {
+        Self { text_model: ClipTextTransformer::new(config, device), config: config.clone() }
+    }
+
+    /// A transformers folder (`config.json`, `model.safetensors`), frozen; a full CLIP
+    /// folder gives its text tower.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let config = ClipTextConfig::load(&dir.join("config.json"))?;
+        let others = [VISION_KEYS.as_slice(), &["text_projection."]].concat();
+        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &UNPREFIXED, &others)
+            .map(Module::no_grad)
+    }
+
+    /// `input_ids: [N, L]` (L at most `max_position_embeddings`).
+    pub fn forward(&self, input_ids: Tensor<2, Int>) -> ClipTextOutput {
+        self.text_model.forward(input_ids, &self.config)
+    }
+}
+
+/// transformers `CLIPTextModelWithProjection` (or the text half of a full `CLIPModel`): the
+/// pooled state projected into the space CLIP image embeddings live in.
+#[derive(Module, Debug)]
+pub struct ClipTextModelWithProjection {
+    pub text_model: ClipTextTransformer,
+    pub text_projection: Linear,
+    #[module(skip)]
+    pub config: ClipTextConfig,
+}
+
+impl ClipTextModelWithProjection {
+    pub fn new(config: &ClipTextConfig, device: &Device) -> Self {
+        Self {
+            text_model: ClipTextTransformer::new(config, device),
+            text_projection: LinearConfig::new(config.hidden_size, config.projection_dim)
+                .with_bias(false)
+                .init(device),
+            config: config.clone(),
+        }
+    }
+
+    /// A transformers folder of this model or of a full CLIP model, frozen.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let config = ClipTextConfig::load(&dir.join("config.json"))?;
+        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &UNPREFIXED, &VISION_KEYS)
+            .map(Module::no_grad)
+    }
+
+    /// `input_ids: [N, L]` to `text_embeds: [N, projection_dim]`.
+    pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<2> {
+        self.text_projection.forward(self.text_model.forward(input_ids, &self.config).pooler_output)
     }
 }

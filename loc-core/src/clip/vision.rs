@@ -9,9 +9,9 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::encoder::{ClipEncoder, EncoderShape, check_encoder};
+use super::encoder::{ClipEncoder, EncoderShape, check_encoder, read_tower_config};
 use crate::error::ModelError;
-use crate::weights::{load_safetensors, read_config};
+use crate::weights::load_safetensors_part;
 
 /// The vision tower's `config.json` (or the `vision_config` of a full CLIP config).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -47,16 +47,7 @@ fn layer_norm_eps() -> f64 {
 
 impl ClipVisionConfig {
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let mut value: serde_json::Value = read_config(path)?;
-        if let Some(vision) = value.get("vision_config").cloned() {
-            let projection = value.get("projection_dim").cloned();
-            value = vision;
-            if let Some(p) = projection {
-                value["projection_dim"] = p;
-            }
-        }
-        let config: Self =
-            serde_json::from_value(value).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+        let config: Self = read_tower_config(path, "vision_config")?;
         let err = |field: &str, problem: String| ModelError::Config {
             path: path.to_path_buf(),
             field: field.into(),
@@ -141,10 +132,13 @@ impl ClipVisionModelWithProjection {
         }
     }
 
-    /// A transformers folder (`config.json`, `model.safetensors`), frozen.
+    /// A transformers folder (`config.json`, `model.safetensors`) of this tower or of a full
+    /// CLIP model (whose text tower is left out), frozen.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = ClipVisionConfig::load(&dir.join("config.json"))?;
-        load_safetensors(Self::new(&config, device), &dir.join("model.safetensors")).map(Module::no_grad)
+        let text = ["text_model.", "text_projection.", "logit_scale"];
+        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &[], &text)
+            .map(Module::no_grad)
     }
 
     /// `pixel_values: [N, 3, S, S]`, normalised as CLIP expects, `S = image_size`.

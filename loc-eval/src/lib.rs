@@ -1,0 +1,7 @@
+//! LoC-rs evaluation: metrics (pixel distances; CLIP-I, CLIP-T, Visual CLIP; DINO), the
+//! MagicBrush protocol and generation for it, quad evaluation (a pair's change transferred to
+//! a new query), and reports (JSON, Markdown, contact sheets).
+
+pub mod magicbrush;
+pub mod metrics;
+pub mod report;

@@ -1,0 +1,132 @@
+//! Image and text embeddings for CLIP-I, CLIP-T, Visual CLIP (CLIP ViT-B/32) and DINO
+//! (ViT-S/16), preprocessed exactly as the Python scripts do (torchvision `Resize(int)` with
+//! Pillow's bicubic filter, `CenterCrop`, `ToTensor`, `Normalize`).
+
+use std::path::Path;
+
+use anyhow::Context;
+use burn::prelude::*;
+use image::RgbImage;
+use loc_core::clip::{ClipTextModelWithProjection, ClipTokenizer, ClipVisionModelWithProjection};
+use loc_core::vit::ViTModel;
+use loc_data::resize::{center_crop, resize_shorter_side};
+
+/// Images per forward pass.
+const BATCH: usize = 16;
+
+const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// Shorter side to `resize`, centre crop `crop`, `[0, 1]`, normalised per channel.
+#[derive(Clone, Debug)]
+pub struct Preprocess {
+    pub resize: u32,
+    pub crop: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// OpenAI CLIP's `preprocess` for a model of this input size (224 for ViT-B/32).
+    pub fn clip(image_size: u32) -> Self {
+        Self { resize: image_size, crop: image_size, mean: CLIP_MEAN, std: CLIP_STD }
+    }
+
+    /// MagicBrush's DINO transform (resize 256, crop 224), scaled to the model's input size.
+    pub fn dino(image_size: u32) -> Self {
+        Self { resize: image_size * 256 / 224, crop: image_size, mean: IMAGENET_MEAN, std: IMAGENET_STD }
+    }
+
+    /// `[N, 3, crop, crop]`.
+    pub fn apply(&self, images: &[&RgbImage], device: &Device) -> Tensor<4> {
+        let side = self.crop as usize;
+        let mut values = Vec::with_capacity(images.len() * 3 * side * side);
+        for image in images {
+            let cropped = center_crop(&resize_shorter_side(image, self.resize), self.crop);
+            for c in 0..3 {
+                // torchvision: `x / 255` in f32, then `(x - mean) / std` in f32.
+                values.extend(cropped.pixels().map(|p| (f32::from(p.0[c]) / 255.0 - self.mean[c]) / self.std[c]));
+            }
+        }
+        Tensor::from_data(TensorData::new(values, [images.len(), 3, side, side]), device)
+    }
+}
+
+fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [_, d] = t.dims();
+    let values = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 embeddings");
+    values.chunks(d).map(<[f32]>::to_vec).collect()
+}
+
+/// Something that embeds images (one vector per image).
+pub trait ImageEmbedder {
+    fn embed(&self, images: &[&RgbImage]) -> Vec<Vec<f32>>;
+}
+
+/// CLIP with both towers, their projections and the tokenizer, from one transformers folder
+/// (e.g. `openai/clip-vit-base-patch32`: `config.json`, `model.safetensors`, `vocab.json`,
+/// `merges.txt`).
+pub struct Clip {
+    pub vision: ClipVisionModelWithProjection,
+    pub text: ClipTextModelWithProjection,
+    pub tokenizer: ClipTokenizer,
+    pub preprocess: Preprocess,
+    device: Device,
+}
+
+impl Clip {
+    pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        let context = || format!("loading CLIP from {}", dir.display());
+        let vision = ClipVisionModelWithProjection::load(dir, device).with_context(context)?;
+        let text = ClipTextModelWithProjection::load(dir, device).with_context(context)?;
+        let tokenizer = ClipTokenizer::load(dir).with_context(context)?;
+        let preprocess = Preprocess::clip(vision.config.image_size as u32);
+        Ok(Self { vision, text, tokenizer, preprocess, device: device.clone() })
+    }
+
+    /// Projected text embeddings (context length from the tokenizer; longer texts truncated).
+    pub fn embed_texts(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        texts
+            .chunks(BATCH)
+            .flat_map(|chunk| {
+                let l = self.tokenizer.max_length;
+                let ids: Vec<i64> =
+                    chunk.iter().flat_map(|t| self.tokenizer.encode(t)).map(i64::from).collect();
+                let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), l]), &self.device);
+                rows(self.text.forward(ids))
+            })
+            .collect()
+    }
+}
+
+impl ImageEmbedder for Clip {
+    fn embed(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
+        images
+            .chunks(BATCH)
+            .flat_map(|chunk| rows(self.vision.forward(self.preprocess.apply(chunk, &self.device)).image_embeds))
+            .collect()
+    }
+}
+
+/// DINO ViT-S/16 (transformers `ViTModel` folder, e.g. `facebook/dino-vits16`).
+pub struct Dino {
+    pub model: ViTModel,
+    pub preprocess: Preprocess,
+    device: Device,
+}
+
+impl Dino {
+    pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        let model = ViTModel::load(dir, device).with_context(|| format!("loading DINO from {}", dir.display()))?;
+        let preprocess = Preprocess::dino(model.config.image_size as u32);
+        Ok(Self { model, preprocess, device: device.clone() })
+    }
+}
+
+impl ImageEmbedder for Dino {
+    fn embed(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
+        images.chunks(BATCH).flat_map(|chunk| rows(self.model.cls(self.preprocess.apply(chunk, &self.device)))).collect()
+    }
+}
