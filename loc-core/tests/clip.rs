@@ -63,3 +63,25 @@ fn vision_tower_with_projection_matches_transformers() {
     assert_close(out.last_hidden_state, tensor(&reference["last_hidden_state"], &device), 1e-4);
     assert_close(out.image_embeds, tensor(&reference["image_embeds"], &device), 1e-4);
 }
+
+/// A full CLIP folder (both towers, both projections, old-style `eos_token_id` 2): each tower
+/// loads alone, leaving the other's weights in the file.
+#[test]
+fn full_clip_folder_towers_match_transformers() {
+    use loc_core::clip::{ClipTextModelWithProjection, ClipVisionModelWithProjection};
+    let device = device();
+    let dir = fixture("clip_full");
+    let reference = read_reference(&dir.join("io.safetensors"));
+    let text = ClipTextModelWithProjection::load(&dir, &device).unwrap();
+    let (shape, ids) = &reference["input_ids"];
+    let ids: Vec<i64> = ids.iter().map(|&v| v as i64).collect();
+    let input = Tensor::<2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
+    assert_close(text.forward(input), tensor(&reference["text_embeds"], &device), 1e-4);
+    let vision = ClipVisionModelWithProjection::load(&dir, &device).unwrap();
+    let embeds = vision.forward(tensor(&reference["pixel_values"], &device)).image_embeds;
+    assert_close(embeds, tensor(&reference["image_embeds"], &device), 1e-4);
+    // The unprojected text encoder reads the same folder.
+    assert!(ClipTextModel::load(&dir, &device).is_ok());
+    // The tokenizer beside the weights, with the context length of tokenizer_config.json.
+    assert_eq!(ClipTokenizer::load(&dir).unwrap().max_length, 16);
+}

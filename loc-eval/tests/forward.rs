@@ -44,6 +44,14 @@ fn every_component_reproduces_its_reference() {
             vec![("last_hidden_state", "last_hidden_state"), ("pooler_output", "pooler_output")],
         ),
         ("clip-vision", "clip_vision", "clip_vision/io.safetensors", vec![("image_embeds", "image_embeds")]),
+        ("clip-vision", "clip_full", "clip_full/io.safetensors", vec![("image_embeds", "image_embeds")]),
+        ("clip-text-projected", "clip_full", "clip_full/io.safetensors", vec![("text_embeds", "text_embeds")]),
+        (
+            "dino",
+            "vit_dino",
+            "vit_dino/io.safetensors",
+            vec![("cls", "cls"), ("last_hidden_state", "last_hidden_state")],
+        ),
     ];
     for (component, model, io, outputs) in cases {
         let out = dir.path().join(format!("{component}.safetensors"));
