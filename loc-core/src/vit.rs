@@ -76,7 +76,11 @@ impl ViTConfig {
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let config: Self = read_config(path)?;
-        let err = |field: &str, problem: String| ModelError::Config { path: path.to_path_buf(), field: field.into(), problem };
+        let err = |field: &str, problem: String| ModelError::Config {
+            path: path.to_path_buf(),
+            field: field.into(),
+            problem,
+        };
         if config.hidden_act != "gelu" {
             return Err(err("hidden_act", format!("`{}` is not supported (gelu)", config.hidden_act)));
         }

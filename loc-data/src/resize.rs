@@ -38,8 +38,7 @@ fn taps(in_size: usize, out_size: usize) -> Vec<Tap> {
             // C's `(int)` truncates towards zero; the values are clamped right after.
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let raw: Vec<f64> =
-                (xmin..xmax).map(|x| bicubic((x as f64 - center + 0.5) / filter_scale)).collect();
+            let raw: Vec<f64> = (xmin..xmax).map(|x| bicubic((x as f64 - center + 0.5) / filter_scale)).collect();
             let total: f64 = raw.iter().sum();
             let weights = raw
                 .iter()

@@ -20,9 +20,9 @@ use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use clap::ValueEnum;
 use loc_core::clip::{ClipTextModel, ClipTextModelWithProjection, ClipVisionModelWithProjection};
-use loc_core::vit::ViTModel;
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
+use loc_core::vit::ViTModel;
 use loc_core::weights::{RawTensor, read_safetensors, write_safetensors};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

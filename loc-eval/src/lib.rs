@@ -2,6 +2,7 @@
 //! MagicBrush protocol and generation for it, quad evaluation (a pair's change transferred to
 //! a new query), and reports (JSON, Markdown, contact sheets).
 
+pub mod generate;
 pub mod magicbrush;
 pub mod metrics;
 pub mod report;

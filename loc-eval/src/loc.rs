@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use clap::ValueEnum;
-use image::{RgbImage, imageops};
+use image::imageops;
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::{ExportOptions, LoraFormat, LoraSet, load_lora, save_lora};
 use loc_core::pipeline::EditOptions;
-use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
+use loc_data::pipeline::{ImageLimits, load_rgb};
 use loc_data::record::ImageSource;
+use loc_eval::generate::{image_tensor, tensor_image};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -24,8 +25,7 @@ pub enum Format {
 fn read_image(path: &Path, resolution: u32, device: &Device) -> anyhow::Result<((u32, u32), Tensor<4>)> {
     let image =
         load_rgb(&ImageSource::File(path.to_path_buf()), ImageLimits::default()).map_err(|skip| anyhow!("{skip}"))?;
-    let resized = imageops::resize(&image, resolution, resolution, imageops::FilterType::CatmullRom);
-    Ok((image.dimensions(), images_to_tensor(&[&resized], device)))
+    Ok((image.dimensions(), image_tensor(&image, resolution, device)))
 }
 
 /// `Δ = H(A, A')` for the pair at these paths, with strength and negation applied.
@@ -74,15 +74,7 @@ pub fn edit(args: EditArgs) -> anyhow::Result<()> {
         }
     };
     let ((width, height), query) = read_image(args.query, model.manifest.resolution, &device)?;
-    let edited = model.edit(query, &lora, &args.options);
-    let [_, _, h, w] = edited.dims();
-    let values = edited.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{e:?}"))?;
-    let plane = h * w;
-    let pixels = RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let at = y as usize * w + x as usize;
-        let channel = |c: usize| ((values[c * plane + at] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
-        image::Rgb([channel(0), channel(1), channel(2)])
-    });
+    let pixels = tensor_image(model.edit(query, &lora, &args.options));
     let output = imageops::resize(&pixels, width, height, imageops::FilterType::CatmullRom);
     output.save(args.out).with_context(|| format!("writing {}", args.out.display()))
 }

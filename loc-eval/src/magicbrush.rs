@@ -64,10 +64,7 @@ fn images(dir: &Path) -> anyhow::Result<BTreeMap<String, PathBuf>> {
 
 /// `(k, path)` for every file named `<prefix><k>`.
 fn numbered(files: &BTreeMap<String, PathBuf>, prefix: &str) -> BTreeMap<usize, PathBuf> {
-    files
-        .iter()
-        .filter_map(|(stem, path)| stem.strip_prefix(prefix)?.parse().ok().map(|k| (k, path.clone())))
-        .collect()
+    files.iter().filter_map(|(stem, path)| stem.strip_prefix(prefix)?.parse().ok().map(|k| (k, path.clone()))).collect()
 }
 
 /// Pairs the two folders; any difference in sessions or turns is an error naming them.
@@ -200,11 +197,14 @@ pub fn evaluate(generated: &Path, truth: &Path, models: &Models) -> anyhow::Resu
         (Some(clip), Some(captions)) => {
             let caption = |p: &TurnPair| -> anyhow::Result<String> {
                 let name = p.truth.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                captions.get(&p.session).and_then(|c| c.get(&name)).cloned().ok_or_else(|| {
-                    anyhow!("session {}: no local description for {name}", p.session)
-                })
+                captions
+                    .get(&p.session)
+                    .and_then(|c| c.get(&name))
+                    .cloned()
+                    .ok_or_else(|| anyhow!("session {}: no local description for {name}", p.session))
             };
-            let texts: Vec<String> = settings.iter().flat_map(|s| s.iter().map(caption)).collect::<anyhow::Result<_>>()?;
+            let texts: Vec<String> =
+                settings.iter().flat_map(|s| s.iter().map(caption)).collect::<anyhow::Result<_>>()?;
             let unique: Vec<&str> = texts.iter().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
             let embedded = clip.embed_texts(&unique);
             Some(unique.into_iter().map(str::to_string).zip(embedded).collect::<HashMap<_, _>>()).map(|m| (m, caption))
@@ -300,11 +300,8 @@ impl MagicBrushReport {
                 optional(s.clip_t_oracle),
             ]);
         }
-        let mut out = format!(
-            "MagicBrush protocol: {} against {}.\n\n",
-            self.generated.display(),
-            self.ground_truth.display()
-        );
+        let mut out =
+            format!("MagicBrush protocol: {} against {}.\n\n", self.generated.display(), self.ground_truth.display());
         out += &report::table(&[&["setting"], columns.as_slice()].concat(), &rows);
         for (metric, why) in &self.skipped {
             out += &format!("\n- {metric} skipped: {why}");

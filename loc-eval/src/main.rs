@@ -61,6 +61,48 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Edit the MagicBrush test split and write the files the `magicbrush` command reads:
+    /// the editor with each turn's instruction (`--mode text`), or LoC with a visual
+    /// instruction per turn (`--mode pair`).
+    GenerateMagicbrush {
+        /// The test split: a folder with `edit_sessions.json` and `images/`, or the release zip.
+        #[arg(long)]
+        data: PathBuf,
+        /// The zip's password (the release's is published with it).
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, value_enum)]
+        mode: Mode,
+        /// A LoC checkpoint (pair mode; text mode uses its editor).
+        #[arg(long, required_if_eq("mode", "pair"))]
+        checkpoint: Option<PathBuf>,
+        /// An InstructPix2Pix diffusers folder (text mode, instead of a checkpoint's editor).
+        #[arg(long, conflicts_with = "checkpoint")]
+        editor: Option<PathBuf>,
+        /// Pair mode's visual instructions: `oracle` (each turn's own input and ground truth)
+        /// or a JSONL of {"session", "turn", "before", "after"}.
+        #[arg(long, default_value = "oracle")]
+        pairs: String,
+        #[arg(long, value_enum, default_value = "both")]
+        turns: loc_eval::generate::Turns,
+        /// Model resolution (default: the checkpoint's, or 512 for an editor folder).
+        #[arg(long)]
+        resolution: Option<u32>,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Text guidance (text mode) or LoRA guidance (pair mode).
+        #[arg(long, default_value_t = 7.5)]
+        guidance: f32,
+        #[arg(long, default_value_t = 1.5)]
+        image_guidance: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Only the first N sessions (a quick look).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Apply the change shown by a before/after pair (or stored in a LoRA file) to a query image.
     Edit {
         /// A LoC checkpoint folder (loc_checkpoint.json + hypernet.safetensors).
@@ -114,8 +156,18 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Text,
+    Pair,
+}
+
 /// Loads the optional metric models.
-fn metric_models(clip: Option<&Path>, dino: Option<&Path>, device: &Device) -> anyhow::Result<(Option<Clip>, Option<Dino>)> {
+fn metric_models(
+    clip: Option<&Path>,
+    dino: Option<&Path>,
+    device: &Device,
+) -> anyhow::Result<(Option<Clip>, Option<Dino>)> {
     Ok((clip.map(|d| Clip::load(d, device)).transpose()?, dino.map(|d| Dino::load(d, device)).transpose()?))
 }
 
@@ -127,7 +179,8 @@ fn main() -> anyhow::Result<()> {
             let captions = captions
                 .map(|path| -> anyhow::Result<_> {
                     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    serde_json::from_str(&text).with_context(|| format!("{}: not local_descriptions.json", path.display()))
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{}: not local_descriptions.json", path.display()))
                 })
                 .transpose()?;
             let models = magicbrush::Models { clip, dino, captions };
@@ -135,12 +188,65 @@ fn main() -> anyhow::Result<()> {
             let markdown = result.markdown();
             report::write(&out, &result, &markdown)?;
             let sheet = report::contact_sheet(&magicbrush::examples(&generated, &ground_truth, 6)?, 128);
-            sheet.save(out.with_extension("png")).with_context(|| format!("writing {}", out.with_extension("png").display()))?;
+            sheet
+                .save(out.with_extension("png"))
+                .with_context(|| format!("writing {}", out.with_extension("png").display()))?;
             println!("{markdown}");
             Ok(())
         }
         Command::Forward { component, model_dir, inputs, output } => {
             forward::run(component, &model_dir, &inputs, &output)
+        }
+        Command::GenerateMagicbrush {
+            data,
+            password,
+            mode,
+            checkpoint,
+            editor,
+            pairs,
+            turns,
+            resolution,
+            steps,
+            guidance,
+            image_guidance,
+            seed,
+            limit,
+            out,
+        } => {
+            use loc_eval::generate::{Editor, Generation, PairSource};
+            let device = Device::flex();
+            let dataset = if data.is_dir() {
+                loc_data::magicbrush::MagicBrush::open_folder(&data)?
+            } else {
+                loc_data::magicbrush::MagicBrush::open_zip(&data, password.as_deref().map(str::as_bytes))?
+            };
+            let mut options = EditOptions { steps, image_guidance, seed, ..EditOptions::default() };
+            let (editor, default_resolution) = match (mode, checkpoint, editor) {
+                (Mode::Text, None, Some(dir)) => {
+                    (Editor::Text(loc_core::pipeline::InstructPix2Pix::load(&dir, &device)?), 512)
+                }
+                (Mode::Text, Some(dir), _) => {
+                    let model = loc_core::checkpoint::LocModel::load(&dir, &device)?;
+                    let resolution = model.manifest.resolution;
+                    (Editor::Text(model.editor), resolution)
+                }
+                (Mode::Text, None, None) => anyhow::bail!("text mode needs --editor or --checkpoint"),
+                (Mode::Pair, Some(dir), _) => {
+                    let model = loc_core::checkpoint::LocModel::load(&dir, &device)?;
+                    let resolution = model.manifest.resolution;
+                    (Editor::Pair(Box::new(model), PairSource::parse(&pairs)?), resolution)
+                }
+                (Mode::Pair, None, _) => anyhow::bail!("pair mode needs --checkpoint"),
+            };
+            match mode {
+                Mode::Text => options.text_guidance = guidance,
+                Mode::Pair => options.lora_guidance = Some(guidance),
+            }
+            let generation =
+                Generation { editor, resolution: resolution.unwrap_or(default_resolution), options, turns, device };
+            let written = generation.run(&dataset, &out, limit)?;
+            println!("{written} images written to {}", out.display());
+            Ok(())
         }
         Command::Edit {
             checkpoint,

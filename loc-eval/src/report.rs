@@ -33,7 +33,8 @@ pub fn write(json: &Path, report: &impl Serialize, markdown: &str) -> anyhow::Re
 pub fn contact_sheet(rows: &[Vec<RgbImage>], cell: u32) -> RgbImage {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
     let pitch = cell + 2;
-    let mut sheet = RgbImage::from_pixel((columns * pitch).max(1), (rows.len() as u32 * pitch).max(1), image::Rgb([255; 3]));
+    let mut sheet =
+        RgbImage::from_pixel((columns * pitch).max(1), (rows.len() as u32 * pitch).max(1), image::Rgb([255; 3]));
     for (r, row) in rows.iter().enumerate() {
         for (c, img) in row.iter().enumerate() {
             let scale = f64::from(cell) / f64::from(img.width().max(img.height()).max(1));

@@ -1,65 +1,15 @@
 //! `edit` and `export-lora` on a checkpoint built from the tiny fixtures, run as a user would.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use burn::nn::LinearConfig;
+use std::path::Path;
+
 use burn::prelude::*;
-use image::{DynamicImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba};
-use loc_core::checkpoint::{CheckpointManifest, LocModel, save_checkpoint};
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, select_targets};
+use common::{run, setup};
+use loc_core::checkpoint::LocModel;
 use loc_core::lora::load_lora;
-use loc_core::unet::UNet2DConditionModel;
 use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
 use loc_data::record::ImageSource;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../loc-core/tests/fixtures").join(name).canonicalize().unwrap()
-}
-
-/// A checkpoint whose `H` has random (non-zero) `up` heads, and three images of assorted
-/// sizes and colour types.
-fn setup(dir: &Path) -> (PathBuf, [PathBuf; 3]) {
-    let device = Device::flex();
-    device.seed(5);
-    let unet = UNet2DConditionModel::load(&fixture("tiny_ip2p").join("unet"), &device).unwrap();
-    let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
-    let config = HypernetConfig::new(12).with_width(32).with_heads(4).with_depth(2);
-    let mut hyper = config.init(&targets, &device);
-    for head in &mut hyper.heads {
-        head.up = LinearConfig::new(32, head.d_out * 4).init(&device);
-    }
-    let manifest = CheckpointManifest {
-        format_version: 1,
-        editor: fixture("tiny_ip2p"),
-        image_encoder: fixture("clip_vision"),
-        hypernet: config,
-        target_suffixes: DEFAULT_TARGET_SUFFIXES.iter().map(|s| s.to_string()).collect(),
-        resolution: 16,
-        step: 0,
-    };
-    let checkpoint = dir.join("checkpoint");
-    save_checkpoint(&checkpoint, &manifest, &hyper).unwrap();
-
-    let images = [dir.join("before.png"), dir.join("after.png"), dir.join("query.png")];
-    DynamicImage::ImageLuma8(ImageBuffer::from_fn(30, 20, |x, y| Luma([(x * 8 + y) as u8]))).save(&images[0]).unwrap();
-    DynamicImage::ImageRgba8(ImageBuffer::from_fn(25, 25, |x, y| Rgba([(x * 9) as u8, (y * 9) as u8, 90, 255])))
-        .save(&images[1])
-        .unwrap();
-    RgbImage::from_fn(20, 12, |x, y| Rgb([(x * 12) as u8, 40, (y * 20) as u8])).save(&images[2]).unwrap();
-    (checkpoint, images)
-}
-
-fn run(args: &[&str], paths: &[(&str, &Path)]) -> std::process::Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_loc-eval"));
-    command.args(args);
-    for (flag, path) in paths {
-        command.arg(flag).arg(path);
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    output
-}
 
 #[test]
 fn export_lora_writes_the_generated_lora_with_strength_and_negation() {

@@ -85,7 +85,8 @@ fn preprocessing_equals_torchvision() {
     for (key, path) in images {
         let image = read_image(&path).unwrap();
         for (name, preprocess) in [("clip", Preprocess::clip(32)), ("dino", Preprocess::dino(32))] {
-            let got: Vec<f32> = preprocess.apply(&[&image], &device).into_data().convert::<f32>().try_into_vec().unwrap();
+            let got: Vec<f32> =
+                preprocess.apply(&[&image], &device).into_data().convert::<f32>().try_into_vec().unwrap();
             let want = reference[&format!("{key}_{name}")].floats();
             assert_eq!(got.len(), want.len());
             let diff = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));

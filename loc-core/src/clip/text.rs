@@ -129,7 +129,8 @@ impl ClipTextTransformer {
         let device = input_ids.device();
         let ids: Vec<i64> = input_ids.to_data().convert::<i64>().try_into_vec::<i64>().expect("token ids");
         let positions = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l]);
-        let x = self.embeddings.token_embedding.forward(input_ids) + self.embeddings.position_embedding.forward(positions);
+        let x =
+            self.embeddings.token_embedding.forward(input_ids) + self.embeddings.position_embedding.forward(positions);
         let x = self.final_layer_norm.forward(self.encoder.forward(x, true));
         let eos = config.eos_token_id as i64;
         let pooled = (0..n)
@@ -182,9 +183,7 @@ impl ClipTextModelWithProjection {
     pub fn new(config: &ClipTextConfig, device: &Device) -> Self {
         Self {
             text_model: ClipTextTransformer::new(config, device),
-            text_projection: LinearConfig::new(config.hidden_size, config.projection_dim)
-                .with_bias(false)
-                .init(device),
+            text_projection: LinearConfig::new(config.hidden_size, config.projection_dim).with_bias(false).init(device),
             config: config.clone(),
         }
     }

@@ -92,8 +92,7 @@ impl Clip {
             .chunks(BATCH)
             .flat_map(|chunk| {
                 let l = self.tokenizer.max_length;
-                let ids: Vec<i64> =
-                    chunk.iter().flat_map(|t| self.tokenizer.encode(t)).map(i64::from).collect();
+                let ids: Vec<i64> = chunk.iter().flat_map(|t| self.tokenizer.encode(t)).map(i64::from).collect();
                 let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), l]), &self.device);
                 rows(self.text.forward(ids))
             })
@@ -127,6 +126,9 @@ impl Dino {
 
 impl ImageEmbedder for Dino {
     fn embed(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
-        images.chunks(BATCH).flat_map(|chunk| rows(self.model.cls(self.preprocess.apply(chunk, &self.device)))).collect()
+        images
+            .chunks(BATCH)
+            .flat_map(|chunk| rows(self.model.cls(self.preprocess.apply(chunk, &self.device))))
+            .collect()
     }
 }

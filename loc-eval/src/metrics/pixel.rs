@@ -72,8 +72,9 @@ pub fn ssim(x: &RgbImage, y: &RgbImage) -> Option<f64> {
     if w < 2 * SSIM_RADIUS + 1 || h < 2 * SSIM_RADIUS + 1 || y.dimensions() != x.dimensions() {
         return None;
     }
-    let raw: Vec<f64> =
-        (-(SSIM_RADIUS as i32)..=SSIM_RADIUS as i32).map(|i| (-0.5 * f64::from(i * i) / SSIM_SIGMA.powi(2)).exp()).collect();
+    let raw: Vec<f64> = (-(SSIM_RADIUS as i32)..=SSIM_RADIUS as i32)
+        .map(|i| (-0.5 * f64::from(i * i) / SSIM_SIGMA.powi(2)).exp())
+        .collect();
     let total: f64 = raw.iter().sum();
     let kernel: Vec<f64> = raw.iter().map(|g| g / total).collect();
     let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
@@ -102,7 +103,8 @@ mod tests {
 
     #[test]
     fn identical_images_score_perfectly() {
-        let image = RgbImage::from_fn(16, 12, |x, y| image::Rgb([(x * 13) as u8, (y * 20) as u8, ((x * y) % 255) as u8]));
+        let image =
+            RgbImage::from_fn(16, 12, |x, y| image::Rgb([(x * 13) as u8, (y * 20) as u8, ((x * y) % 255) as u8]));
         let scores = pixel_scores(&image, &image);
         assert_eq!((scores.l1, scores.l2), (0.0, 0.0));
         assert!((scores.psnr - 100.0).abs() < 1e-9);

@@ -1,0 +1,180 @@
+//! Generation for the MagicBrush test split, written as the official evaluation reads it:
+//! `OUT/<id>/<id>_1.png`, `<id>_inde_<k>.png` (turn k edited from the ground-truth input) and
+//! `<id>_iter_<k>.png` (turn k edited from the model's own turn k - 1).
+//!
+//! Two modes: `text`, the editor with the turn's instruction (the InstructPix2Pix baseline),
+//! and `pair`, LoC with a visual instruction `(A, A')` from a [`PairSource`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use burn::prelude::*;
+use image::{RgbImage, imageops};
+use loc_core::checkpoint::LocModel;
+use loc_core::pipeline::{EditOptions, InstructPix2Pix};
+use loc_data::magicbrush::{MagicBrush, Session, Turn};
+use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
+use loc_data::record::ImageSource;
+use serde::Deserialize;
+
+/// `image` stretched to `resolution` squared, as a `[1, 3, r, r]` tensor in `[-1, 1]`.
+pub fn image_tensor(image: &RgbImage, resolution: u32, device: &Device) -> Tensor<4> {
+    let resized = imageops::resize(image, resolution, resolution, imageops::FilterType::CatmullRom);
+    images_to_tensor(&[&resized], device)
+}
+
+/// The first image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.
+pub fn tensor_image(x: Tensor<4>) -> RgbImage {
+    let [_, _, h, w] = x.dims();
+    let values: Vec<f32> = x.narrow(0, 0, 1).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 pixels");
+    let plane = h * w;
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let at = y as usize * w + x as usize;
+        let channel = |c: usize| ((values[c * plane + at] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+        image::Rgb([channel(0), channel(1), channel(2)])
+    })
+}
+
+/// Where pair mode's visual instruction for a turn comes from.
+pub enum PairSource {
+    /// The turn's own input and ground-truth output: an upper bound (the answer is shown).
+    Oracle,
+    /// A JSONL file of `{"session", "turn", "before", "after"}` (paths relative to the file).
+    Table(HashMap<(String, usize), (PathBuf, PathBuf)>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PairRow {
+    session: String,
+    turn: usize,
+    before: PathBuf,
+    after: PathBuf,
+}
+
+impl PairSource {
+    /// `oracle`, or the path of a JSONL table.
+    pub fn parse(spec: &str) -> anyhow::Result<Self> {
+        if spec == "oracle" {
+            return Ok(Self::Oracle);
+        }
+        let path = Path::new(spec);
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading the pair table {spec}"))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut table = HashMap::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row: PairRow = serde_json::from_str(line).with_context(|| format!("{spec}:{}", i + 1))?;
+            table.insert((row.session, row.turn), (base.join(row.before), base.join(row.after)));
+        }
+        Ok(Self::Table(table))
+    }
+
+    fn pair(&self, session: &str, turn: &Turn) -> anyhow::Result<(RgbImage, RgbImage)> {
+        match self {
+            Self::Oracle => Ok((load(&turn.input)?, load(&turn.output)?)),
+            Self::Table(table) => {
+                let (before, after) = table
+                    .get(&(session.to_string(), turn.index))
+                    .ok_or_else(|| anyhow!("the pair table has no row for session {session} turn {}", turn.index))?;
+                Ok((load(&ImageSource::File(before.clone()))?, load(&ImageSource::File(after.clone()))?))
+            }
+        }
+    }
+}
+
+fn load(source: &ImageSource) -> anyhow::Result<RgbImage> {
+    load_rgb(source, ImageLimits::default()).map_err(|skip| anyhow!("{skip}"))
+}
+
+/// What edits: the editor with text, or LoC with pairs.
+pub enum Editor {
+    Text(InstructPix2Pix),
+    Pair(Box<LocModel>, PairSource),
+}
+
+/// Which turn settings to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Turns {
+    Independent,
+    Iterative,
+    Both,
+}
+
+pub struct Generation {
+    pub editor: Editor,
+    pub resolution: u32,
+    pub options: EditOptions,
+    pub turns: Turns,
+    pub device: Device,
+}
+
+impl Generation {
+    /// One edit of `input` for `turn`, at the input's size.
+    fn edit(&self, session: &str, turn: &Turn, input: &RgbImage) -> anyhow::Result<RgbImage> {
+        let query = image_tensor(input, self.resolution, &self.device);
+        let edited = match &self.editor {
+            Editor::Text(editor) => editor.edit_with_prompts(query, &[turn.instruction.as_str()], None, &self.options),
+            Editor::Pair(model, source) => {
+                let (before, after) = source.pair(session, turn)?;
+                let lora = model.generate(
+                    image_tensor(&before, self.resolution, &self.device),
+                    image_tensor(&after, self.resolution, &self.device),
+                );
+                model.edit(query, &lora, &self.options)
+            }
+        };
+        let (w, h) = input.dimensions();
+        Ok(imageops::resize(&tensor_image(edited), w, h, imageops::FilterType::CatmullRom))
+    }
+
+    /// Writes every turn of `session` into `out/<id>/`.
+    fn session(&self, session: &Session, out: &Path) -> anyhow::Result<usize> {
+        let id = &session.img_id;
+        let dir = out.join(id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let save = |image: &RgbImage, name: String| {
+            let path = dir.join(name);
+            image.save(&path).with_context(|| format!("writing {}", path.display()))
+        };
+        let mut written = 0;
+        let mut previous: Option<RgbImage> = None;
+        for turn in &session.turns {
+            let context = || format!("session {id} turn {}", turn.index);
+            if turn.index == 1 {
+                let first = self.edit(id, turn, &load(&turn.input).with_context(context)?).with_context(context)?;
+                save(&first, format!("{id}_1.png"))?;
+                previous = Some(first);
+                written += 1;
+                continue;
+            }
+            if self.turns != Turns::Iterative {
+                let edited = self.edit(id, turn, &load(&turn.input).with_context(context)?).with_context(context)?;
+                save(&edited, format!("{id}_inde_{}.png", turn.index))?;
+                written += 1;
+            }
+            if self.turns != Turns::Independent {
+                let input = previous.take().ok_or_else(|| anyhow!("session {id}: turns are not numbered from 1"))?;
+                let edited = self.edit(id, turn, &input).with_context(context)?;
+                save(&edited, format!("{id}_iter_{}.png", turn.index))?;
+                previous = Some(edited);
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Every session of `data` (the first `limit` when given); returns the images written.
+    pub fn run(&self, data: &MagicBrush, out: &Path, limit: Option<usize>) -> anyhow::Result<usize> {
+        if data.sessions.iter().any(|s| s.turns.first().is_none_or(|t| t.index != 1)) {
+            bail!("a session does not start at turn 1");
+        }
+        let sessions = &data.sessions[..limit.unwrap_or(usize::MAX).min(data.sessions.len())];
+        let mut written = 0;
+        for (i, session) in sessions.iter().enumerate() {
+            written += self.session(session, out)?;
+            eprintln!("[{}/{}] session {}", i + 1, sessions.len(), session.img_id);
+        }
+        Ok(written)
+    }
+}
