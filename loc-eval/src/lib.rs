@@ -5,4 +5,5 @@
 pub mod generate;
 pub mod magicbrush;
 pub mod metrics;
+pub mod quads;
 pub mod report;

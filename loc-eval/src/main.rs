@@ -103,6 +103,46 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Evaluate a LoC checkpoint on quads (A, A', B, B'): LoC against do-nothing, copy, and
+    /// the editor with the null and the true instruction; pixel metrics, leakage, and CLIP-I /
+    /// DINO / Visual CLIP when their models are given.
+    Quads {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// `synthetic` (the procedural world's held-out quads) or a JSONL manifest of quads.
+        #[arg(long)]
+        data: String,
+        #[arg(long, default_value_t = 128)]
+        count: usize,
+        /// Model resolution (default: the checkpoint's).
+        #[arg(long)]
+        resolution: Option<u32>,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// LoRA guidance for LoC.
+        #[arg(long, default_value_t = 7.5)]
+        guidance: f32,
+        /// Text guidance for the editor with the true instruction.
+        #[arg(long, default_value_t = 7.5)]
+        text_guidance: f32,
+        #[arg(long, default_value_t = 1.5)]
+        image_guidance: f32,
+        /// The text the editor gets with the LoRA.
+        #[arg(long, default_value = "")]
+        prompt: String,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        clip: Option<PathBuf>,
+        #[arg(long)]
+        dino: Option<PathBuf>,
+        /// Examples in the contact sheet.
+        #[arg(long, default_value_t = 8)]
+        sheet: usize,
+        /// `report.json`, `report.md` and `examples.png` go here.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Apply the change shown by a before/after pair (or stored in a LoRA file) to a query image.
     Edit {
         /// A LoC checkpoint folder (loc_checkpoint.json + hypernet.safetensors).
@@ -246,6 +286,53 @@ fn main() -> anyhow::Result<()> {
                 Generation { editor, resolution: resolution.unwrap_or(default_resolution), options, turns, device };
             let written = generation.run(&dataset, &out, limit)?;
             println!("{written} images written to {}", out.display());
+            Ok(())
+        }
+        Command::Quads {
+            checkpoint,
+            data,
+            count,
+            resolution,
+            steps,
+            guidance,
+            text_guidance,
+            image_guidance,
+            prompt,
+            seed,
+            clip,
+            dino,
+            sheet,
+            out,
+        } => {
+            use loc_eval::quads::{QuadEval, Sampling, prepare_quads};
+            let device = Device::flex();
+            let (clip, dino) = metric_models(clip.as_deref(), dino.as_deref(), &device)?;
+            let model = loc_core::checkpoint::LocModel::load(&checkpoint, &device)?;
+            let resolution = resolution.unwrap_or(model.manifest.resolution);
+            let source = match data.as_str() {
+                "synthetic" => loc_data::config::SourceConfig::Synthetic { len: count, held_out: true },
+                path => loc_data::config::SourceConfig::Manifest { path: path.into() },
+            };
+            let (quads, unreadable) = prepare_quads(&source, count, seed, resolution)?;
+            if unreadable > 0 {
+                eprintln!("{unreadable} unreadable quads left out");
+            }
+            let generate = |a, a_edited| model.generate(a, a_edited);
+            let eval = QuadEval {
+                editor: &model.editor,
+                generator: Some(&generate),
+                sampling: Sampling { steps, text_guidance, image_guidance, lora_guidance: Some(guidance) },
+                prompt: &prompt,
+                seed,
+                sheet,
+                clip: clip.as_ref(),
+                dino: dino.as_ref(),
+                device: &device,
+            };
+            let (result, examples) = eval.evaluate(&quads);
+            result.write(&out)?;
+            examples.save(out.join("examples.png")).context("writing the contact sheet")?;
+            println!("{}", result.markdown());
             Ok(())
         }
         Command::Edit {

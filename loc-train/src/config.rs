@@ -252,6 +252,17 @@ pub struct EvalConfig {
     pub sheet: usize,
 }
 
+impl EvalConfig {
+    pub fn sampling(&self) -> loc_eval::quads::Sampling {
+        loc_eval::quads::Sampling {
+            steps: self.steps,
+            text_guidance: self.text_guidance,
+            image_guidance: self.image_guidance,
+            lora_guidance: self.lora_guidance,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

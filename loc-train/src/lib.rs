@@ -9,13 +9,11 @@
 //! - [`checkpoint`]: atomic run checkpoints, retention, resume.
 //! - [`logging`]: TensorBoard events, progress bar or plain lines.
 //! - [`trainer`]: the loop for both stages.
-//! - [`eval`]: LoC and baselines on quads, reports.
 //! - [`dry_run`]: `--dry-run`, the configuration and its data checked without training.
 
 pub mod checkpoint;
 pub mod config;
 pub mod dry_run;
-pub mod eval;
 pub mod logging;
 pub mod models;
 pub mod objective;

@@ -29,12 +29,14 @@ use rand::rngs::StdRng;
 
 use crate::checkpoint::{self, OPTIMIZER_FILE, TrainerState};
 use crate::config::{Config, EvalConfig, Stage};
-use crate::eval::{EvalReport, QuadEval, contact_sheet, to_image};
 use crate::logging::Logger;
 use crate::models::{LoadedEditor, copy_dir, save_editor, save_image_encoder, tiny_editor, tiny_vision_config};
 use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, quad_loss, step_rng, text_states};
 use crate::optim::{AdamW, grad_norm, learning_rate, unfreeze};
 use crate::probe::{Probe, ProbeResult};
+use loc_eval::generate::tensor_image as to_image;
+use loc_eval::quads::{QuadEval, QuadReport};
+use loc_eval::report::contact_sheet;
 
 /// Instructions read from each data set to build a fresh editor's tokenizer.
 const VOCABULARY_SAMPLE: usize = 2000;
@@ -63,7 +65,7 @@ pub struct RunSummary {
     pub bad_steps: u64,
     /// The final model (`OUTPUT/editor` or `OUTPUT/loc`); `None` when stopped early.
     pub exported: Option<PathBuf>,
-    pub report: Option<EvalReport>,
+    pub report: Option<QuadReport>,
 }
 
 /// What differs between the stages.
@@ -80,7 +82,7 @@ trait Trainee {
     fn export(&self, dir: &Path) -> anyhow::Result<()>;
     /// Loads the weights an [`export`](Self::export) wrote.
     fn restore(&mut self, dir: &Path, config: &Config) -> anyhow::Result<()>;
-    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (EvalReport, RgbImage);
+    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage);
     const EXPORT: &'static str;
 }
 
@@ -147,11 +149,21 @@ impl Trainee for EditorTrainee {
         Ok(())
     }
 
-    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (EvalReport, RgbImage) {
+    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage) {
         let device = self.editor.unet.conv_in.weight.device().inner();
         let editor = self.editor.valid();
-        QuadEval { editor: &editor, generator: None, config: eval, prompt: "", seed: config.seed, device: &device }
-            .evaluate(quads)
+        QuadEval {
+            editor: &editor,
+            generator: None,
+            sampling: eval.sampling(),
+            prompt: "",
+            seed: config.seed,
+            sheet: eval.sheet,
+            clip: None,
+            dino: None,
+            device: &device,
+        }
+        .evaluate(quads)
     }
 }
 
@@ -280,16 +292,20 @@ impl Trainee for HypernetTrainee {
         Ok(())
     }
 
-    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (EvalReport, RgbImage) {
+    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage) {
         let weights = self.weights.valid();
         let generator = self.generator(&weights);
         let device = self.prompt.device().inner();
+        let generate = |a, a_edited| generator.generate(a, a_edited);
         QuadEval {
             editor: &self.editor_valid,
-            generator: Some(&generator),
-            config: eval,
+            generator: Some(&generate),
+            sampling: eval.sampling(),
             prompt: &config.objective.prompt,
             seed: config.seed,
+            sheet: eval.sheet,
+            clip: None,
+            dino: None,
             device: &device,
         }
         .evaluate(quads)
@@ -580,7 +596,7 @@ fn train<T: Trainee>(
         if config.train.sample_every > 0
             && (state.step.is_multiple_of(config.train.sample_every) || state.step == total)
         {
-            let grid = contact_sheet(&trainee.grid(&probe, &sample_options, config), 4);
+            let grid = contact_sheet(&trainee.grid(&probe, &sample_options, config), 4 * config.data.resolution);
             logger.image("samples", &grid, state.step);
             let path = out.join("samples").join(format!("step-{:08}.png", state.step));
             std::fs::create_dir_all(out.join("samples"))?;
@@ -598,12 +614,11 @@ fn train<T: Trainee>(
         println!("exported {}", exported.display());
     }
     if let Some(eval) = &config.eval {
-        let records = eval.quads.open_quads(config.seed, config.data.resolution)?;
-        let preprocess = Preprocess::new(config.data.resolution);
-        let mut rng = step_rng(config.seed, u64::MAX, 3);
-        let quads: Vec<PreparedQuad> = (0..eval.count.min(records.len()))
-            .filter_map(|i| records.get(i).ok().and_then(|q| preprocess.quad(&q, &mut rng).ok()))
-            .collect();
+        let (quads, unreadable) =
+            loc_eval::quads::prepare_quads(&eval.quads, eval.count, config.seed, config.data.resolution)?;
+        if unreadable > 0 {
+            eprintln!("evaluation: {unreadable} unreadable quads left out");
+        }
         let (report, sheet) = trainee.evaluate(&quads, eval, config);
         report.write(out)?;
         sheet.save(out.join("examples.png")).context("writing the contact sheet")?;

@@ -1,0 +1,305 @@
+//! Quad evaluation `(A, A', B, B')` for any data set that yields quads (the synthetic world, a
+//! user's JSONL): LoC `G(H(A, A'), B)` against the do-nothing (`B`) and copy (`A'`) baselines
+//! and G with the null and the true text instruction. Every output is scored against `B'`
+//! as the images a user would save (RGB8): L1, L2, PSNR, SSIM; CLIP-I and DINO when their
+//! models are given; Visual CLIP, `cos(E(A') - E(A), E(X) - E(B))`, with CLIP.
+//!
+//! Leakage is measured against G's own null-instruction output (`tiny-world.md`): how much
+//! closer to `A'` a method's output is than G alone gets, `L2(G(∅, B), A') - L2(X, A')`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use burn::prelude::*;
+use image::RgbImage;
+use loc_core::lora::LoraSet;
+use loc_core::pipeline::{EditOptions, InstructPix2Pix};
+use loc_data::config::SourceConfig;
+use loc_data::pipeline::{PreparedQuad, Preprocess, images_to_tensor};
+use rand::SeedableRng;
+use serde::Serialize;
+
+use crate::generate::tensor_image;
+use crate::metrics::cosine;
+use crate::metrics::embedding::{Clip, Dino, ImageEmbedder};
+use crate::metrics::pixel::pixel_scores;
+use crate::report;
+
+/// Quads sampled per batch.
+const CHUNK: usize = 32;
+
+/// DDIM and guidance settings of the sampled methods.
+#[derive(Clone, Debug)]
+pub struct Sampling {
+    pub steps: usize,
+    /// `s_T` for G with a text instruction.
+    pub text_guidance: f32,
+    pub image_guidance: f32,
+    /// LoRA guidance for LoC (`None`: the LoRA in every branch, text guidance on the prompt).
+    pub lora_guidance: Option<f32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodScore {
+    pub method: String,
+    /// To `B'`.
+    pub l1: f64,
+    pub l2: f64,
+    pub psnr: f64,
+    pub ssim: Option<f64>,
+    /// L2 to `A'` (what leakage would copy).
+    pub l2_to_after: f64,
+    /// `L2(G(∅, B), A') - L2(X, A')`; positive: closer to `A'` than G alone.
+    pub leakage: f64,
+    pub clip_i: Option<f64>,
+    pub dino: Option<f64>,
+    /// `cos(E(A') - E(A), E(X) - E(B))`; `None` for the do-nothing baseline (no direction).
+    pub visual_clip: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct QuadReport {
+    pub quads: usize,
+    pub steps: usize,
+    pub methods: Vec<MethodScore>,
+    /// Metric name to why it was not computed.
+    pub skipped: BTreeMap<String, String>,
+}
+
+impl QuadReport {
+    pub fn get(&self, method: &str) -> Option<&MethodScore> {
+        self.methods.iter().find(|m| m.method == method)
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "{} quads, DDIM {} steps. L1/L2/PSNR/SSIM to B' on [0, 1]; leakage = L2(G(null, B), A') - \
+             L2(X, A') (closer to A' than G alone); CLIP-I and DINO to B'; Visual CLIP = \
+             cos(E(A') - E(A), E(X) - E(B)).\n\n",
+            self.quads, self.steps
+        );
+        let optional = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let rows: Vec<Vec<String>> = self
+            .methods
+            .iter()
+            .map(|m| {
+                vec![
+                    m.method.clone(),
+                    format!("{:.4}", m.l1),
+                    format!("{:.4}", m.l2),
+                    format!("{:.2}", m.psnr),
+                    optional(m.ssim),
+                    format!("{:.4}", m.l2_to_after),
+                    format!("{:+.4}", m.leakage),
+                    optional(m.clip_i),
+                    optional(m.dino),
+                    optional(m.visual_clip),
+                ]
+            })
+            .collect();
+        let headers = ["method", "L1", "L2", "PSNR", "SSIM", "L2 to A'", "leakage", "CLIP-I", "DINO", "Visual CLIP"];
+        out += &report::table(&headers, &rows);
+        for (metric, why) in &self.skipped {
+            out += &format!("\n- {metric} skipped: {why}");
+        }
+        out
+    }
+
+    /// `report.json` and `report.md` in `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        report::write(&dir.join("report.json"), self, &self.markdown()).map(|_| ())
+    }
+}
+
+/// The first `count` quads of `source` at `resolution` (centre crop), and how many could not
+/// be read (left out, not scored).
+pub fn prepare_quads(
+    source: &SourceConfig,
+    count: usize,
+    seed: u64,
+    resolution: u32,
+) -> anyhow::Result<(Vec<PreparedQuad>, usize)> {
+    let records = source.open_quads(seed, resolution)?;
+    let preprocess = Preprocess::new(resolution);
+    // Centre crops and no flips: the generator is never drawn from.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut skipped = 0;
+    let mut quads = Vec::new();
+    for i in 0..count.min(records.len()) {
+        match records.get(i).ok().and_then(|q| preprocess.quad(&q, &mut rng).ok()) {
+            Some(quad) => quads.push(quad),
+            None => skipped += 1,
+        }
+    }
+    Ok((quads, skipped))
+}
+
+/// `Δ = H(A, A')` for batches of pairs.
+pub type LoraGenerator<'a> = &'a dyn Fn(Tensor<4>, Tensor<4>) -> LoraSet;
+
+/// What a quad evaluation samples with, and the optional metric models.
+pub struct QuadEval<'a> {
+    pub editor: &'a InstructPix2Pix,
+    /// `H` (none: the editor alone).
+    pub generator: Option<LoraGenerator<'a>>,
+    pub sampling: Sampling,
+    /// The text G gets with the LoRA.
+    pub prompt: &'a str,
+    pub seed: u64,
+    /// Examples in the contact sheet.
+    pub sheet: usize,
+    pub clip: Option<&'a Clip>,
+    pub dino: Option<&'a Dino>,
+    pub device: &'a Device,
+}
+
+/// Per-image scores of one method.
+#[derive(Default)]
+struct Scores {
+    method: String,
+    l1: Vec<f64>,
+    l2: Vec<f64>,
+    psnr: Vec<f64>,
+    ssim: Vec<Option<f64>>,
+    to_after: Vec<f64>,
+    clip_i: Vec<f64>,
+    dino: Vec<f64>,
+    visual_clip: Vec<Option<f64>>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn difference(a: &[f32], b: &[f32]) -> Vec<f32> {
+    a.iter().zip(b).map(|(x, y)| x - y).collect()
+}
+
+impl QuadEval<'_> {
+    /// Outputs of every method for a chunk of quads, in `[-1, 1]`, by method name.
+    fn outputs(&self, quads: &[PreparedQuad], seed: u64) -> Vec<(String, Tensor<4>)> {
+        let (editor, s, device) = (self.editor, &self.sampling, self.device);
+        let stack =
+            |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
+        let (a, a_edited, b) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query));
+        let n = quads.len();
+        let text_options = EditOptions {
+            steps: s.steps,
+            text_guidance: s.text_guidance,
+            image_guidance: s.image_guidance,
+            lora_guidance: None,
+            seed,
+        };
+        let empty = vec![""; n];
+        let instructions: Vec<&str> = quads.iter().map(|q| q.pair.instruction.as_str()).collect();
+        let mut out = vec![("do-nothing".to_string(), b.clone()), ("copy".to_string(), a_edited.clone())];
+        out.push(("G null".into(), editor.edit_with_prompts(b.clone(), &empty, None, &text_options)));
+        if instructions.iter().all(|i| !i.is_empty()) {
+            out.push(("G text".into(), editor.edit_with_prompts(b.clone(), &instructions, None, &text_options)));
+        }
+        if let Some(generate) = self.generator {
+            let lora = generate(a, a_edited);
+            let options = EditOptions { lora_guidance: s.lora_guidance, ..text_options };
+            let prompts = vec![self.prompt; n];
+            out.push(("LoC".into(), editor.edit_with_prompts(b, &prompts, Some(&lora), &options)));
+        }
+        out
+    }
+
+    /// Scores every method on `quads`, and a contact sheet of the first ones
+    /// (A | A' | B | B' | the sampled outputs).
+    pub fn evaluate(&self, quads: &[PreparedQuad]) -> (QuadReport, RgbImage) {
+        let mut per_method: Vec<Scores> = Vec::new();
+        let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
+        for (c, chunk) in quads.chunks(CHUNK).enumerate() {
+            let results = self.outputs(chunk, self.seed + c as u64);
+            let images = |q: fn(&PreparedQuad) -> &RgbImage| chunk.iter().map(q).collect::<Vec<_>>();
+            let clip_refs = self.clip.map(|clip| {
+                let embed = |v: Vec<&RgbImage>| clip.embed(&v);
+                (
+                    embed(images(|q| &q.pair.before)),
+                    embed(images(|q| &q.pair.after)),
+                    embed(images(|q| &q.query)),
+                    embed(images(|q| &q.target)),
+                )
+            });
+            let dino_targets = self.dino.map(|dino| dino.embed(&images(|q| &q.target)));
+            for (method, batch) in &results {
+                let outputs: Vec<RgbImage> =
+                    (0..chunk.len()).map(|i| tensor_image(batch.clone().narrow(0, i, 1))).collect();
+                let index = per_method.iter().position(|d| &d.method == method).unwrap_or_else(|| {
+                    per_method.push(Scores { method: method.clone(), ..Scores::default() });
+                    per_method.len() - 1
+                });
+                let d = &mut per_method[index];
+                for (x, quad) in outputs.iter().zip(chunk) {
+                    let to_target = pixel_scores(x, &quad.target);
+                    d.l1.push(to_target.l1);
+                    d.l2.push(to_target.l2);
+                    d.psnr.push(to_target.psnr);
+                    d.ssim.push(to_target.ssim);
+                    d.to_after.push(pixel_scores(x, &quad.pair.after).l2);
+                }
+                let refs: Vec<&RgbImage> = outputs.iter().collect();
+                if let (Some(clip), Some((a, a_edited, b, b_edited))) = (self.clip, &clip_refs) {
+                    let embedded = clip.embed(&refs);
+                    for (i, e) in embedded.iter().enumerate() {
+                        d.clip_i.push(cosine(e, &b_edited[i]));
+                        let moved = difference(e, &b[i]);
+                        let shown = difference(&a_edited[i], &a[i]);
+                        let still = moved.iter().all(|v| *v == 0.0) || shown.iter().all(|v| *v == 0.0);
+                        d.visual_clip.push((!still).then(|| cosine(&shown, &moved)));
+                    }
+                }
+                if let (Some(dino), Some(targets)) = (self.dino, &dino_targets) {
+                    d.dino.extend(dino.embed(&refs).iter().zip(targets).map(|(e, t)| cosine(e, t)));
+                }
+            }
+            let wanted = self.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
+            for (i, quad) in chunk.iter().take(wanted).enumerate() {
+                let mut row =
+                    vec![quad.pair.before.clone(), quad.pair.after.clone(), quad.query.clone(), quad.target.clone()];
+                row.extend(results.iter().skip(2).map(|(_, images)| tensor_image(images.clone().narrow(0, i, 1))));
+                sheet_rows.push(row);
+            }
+        }
+        let null_to_after = per_method.iter().find(|d| d.method == "G null").map_or(0.0, |d| mean(&d.to_after));
+        let methods = per_method
+            .iter()
+            .map(|d| MethodScore {
+                method: d.method.clone(),
+                l1: mean(&d.l1),
+                l2: mean(&d.l2),
+                psnr: mean(&d.psnr),
+                ssim: d.ssim.iter().copied().collect::<Option<Vec<f64>>>().map(|v| mean(&v)),
+                l2_to_after: mean(&d.to_after),
+                leakage: null_to_after - mean(&d.to_after),
+                clip_i: self.clip.map(|_| mean(&d.clip_i)),
+                dino: self.dino.map(|_| mean(&d.dino)),
+                visual_clip: d
+                    .visual_clip
+                    .iter()
+                    .copied()
+                    .collect::<Option<Vec<f64>>>()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| mean(&v)),
+            })
+            .collect();
+        let mut skipped = BTreeMap::new();
+        if self.clip.is_none() {
+            skipped.insert("clip_i, visual_clip".into(), "no CLIP model given (--clip)".into());
+        }
+        if self.dino.is_none() {
+            skipped.insert("dino".into(), "no DINO model given (--dino)".into());
+        }
+        skipped.insert("clip_t".into(), "quads carry instructions, not captions of B'".into());
+        if quads.iter().any(|q| q.target.width().min(q.target.height()) < 11) {
+            skipped.insert("ssim".into(), "images smaller than SSIM's 11x11 window".into());
+        }
+        let cell = quads.first().map_or(64, |q| q.target.width().max(64).min(256));
+        let report = QuadReport { quads: quads.len(), steps: self.sampling.steps, methods, skipped };
+        (report, report::contact_sheet(&sheet_rows, cell))
+    }
+}
