@@ -82,8 +82,18 @@ impl Clip {
         let vision = ClipVisionModelWithProjection::load(dir, device).with_context(context)?;
         let text = ClipTextModelWithProjection::load(dir, device).with_context(context)?;
         let tokenizer = ClipTokenizer::load(dir).with_context(context)?;
+        Ok(Self::new(vision, text, tokenizer, device))
+    }
+
+    /// From models already built (e.g. random weights for a benchmark).
+    pub fn new(
+        vision: ClipVisionModelWithProjection,
+        text: ClipTextModelWithProjection,
+        tokenizer: ClipTokenizer,
+        device: &Device,
+    ) -> Self {
         let preprocess = Preprocess::clip(vision.config.image_size as u32);
-        Ok(Self { vision, text, tokenizer, preprocess, device: device.clone() })
+        Self { vision, text, tokenizer, preprocess, device: device.clone() }
     }
 
     /// Projected text embeddings (context length from the tokenizer; longer texts truncated).
@@ -119,8 +129,12 @@ pub struct Dino {
 impl Dino {
     pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let model = ViTModel::load(dir, device).with_context(|| format!("loading DINO from {}", dir.display()))?;
+        Ok(Self::new(model, device))
+    }
+
+    pub fn new(model: ViTModel, device: &Device) -> Self {
         let preprocess = Preprocess::dino(model.config.image_size as u32);
-        Ok(Self { model, preprocess, device: device.clone() })
+        Self { model, preprocess, device: device.clone() }
     }
 }
 
