@@ -261,7 +261,55 @@ def magicbrush_fixture(clip, tokenizer, dino):
     print(json.dumps(reference, indent=1))
 
 
+# Strings where OpenAI's clip.tokenize (ftfy + html.unescape, as CLIP-T uses it) and a plain
+# CLIP tokenizer could disagree.
+TRICKY = [
+    "a photo of a cat",
+    "  A   PHOTO\tof\n the   Cats!!! ",
+    "don\u2019t make it snowy\u2026 ok?",
+    "\u201cthe red hat\u201d at night",
+    "rock &amp; roll &lt;b&gt; it&#39;s &amp;amp; ok",
+    "\ufb01ne \ufb02at lowernewest",
+    "\uff21 \uff43\uff41\uff54\u3000dog",
+    "\u00e9migr\u00e9 caf\u00e9 \u00fcn\u00efc\u00f6d\u00e9 \u65e5\u672c\u8a9e \U0001f600",
+    "123 cats at 4:30",
+    "",
+    "cat " * 30,
+]
+
+
+def openai_tokenizer_fixture():
+    """Ids from open_clip's SimpleTokenizer (OpenAI's clip.tokenize, ftfy and all) with the toy
+    BPE of loc-core's clip_tokenizer fixture, context 16."""
+    import gzip
+    import tempfile
+
+    from open_clip.tokenizer import SimpleTokenizer
+
+    merges = open(os.path.join(CORE, "clip_tokenizer", "merges.txt")).read()
+    with tempfile.TemporaryDirectory() as tmp:
+        bpe = os.path.join(tmp, "bpe.txt.gz")
+        with gzip.open(bpe, "wt") as f:
+            f.write(merges)
+        tokenizer = SimpleTokenizer(bpe, context_length=16)
+        ids = tokenizer(TRICKY, context_length=16).tolist()
+    # The vocabulary as OpenAI builds it from the merges (bytes, bytes + </w>, one token per
+    # merge, then the two special tokens), under the names transformers uses.
+    vocab = {t.replace("<start_of_text>", "<|startoftext|>").replace("<end_of_text>", "<|endoftext|>"): i
+             for t, i in tokenizer.encoder.items()}
+    folder = os.path.join(EVAL, "openai_tokenizer")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "vocab.json"), "w") as f:
+        json.dump(vocab, f)
+    with open(os.path.join(folder, "merges.txt"), "w") as f:
+        f.write(merges)
+    with open(os.path.join(folder, "cases.json"), "w") as f:
+        json.dump({"context_length": 16, "cases": [{"text": t, "ids": i} for t, i in zip(TRICKY, ids)]}, f, indent=1,
+                  ensure_ascii=False)
+
+
 if __name__ == "__main__":
+    openai_tokenizer_fixture()
     clip_model, clip_tokenizer = clip_fixture()
     dino_model = dino_fixture()
     resize_fixture()

@@ -96,13 +96,20 @@ impl Clip {
         Self { vision, text, tokenizer, preprocess, device: device.clone() }
     }
 
-    /// Projected text embeddings (context length from the tokenizer; longer texts truncated).
+    /// Token ids as OpenAI's `clip.tokenize` gives them (through the end-of-text token; the
+    /// padding after it does not reach the pooled state): texts are cleaned as its
+    /// `basic_clean` does first. Longer texts are truncated, where `clip.tokenize` would fail.
+    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(&openai_clean(text))
+    }
+
+    /// Projected text embeddings (context length from the tokenizer).
     pub fn embed_texts(&self, texts: &[&str]) -> Vec<Vec<f32>> {
         texts
             .chunks(BATCH)
             .flat_map(|chunk| {
                 let l = self.tokenizer.max_length;
-                let ids: Vec<i64> = chunk.iter().flat_map(|t| self.tokenizer.encode(t)).map(i64::from).collect();
+                let ids: Vec<i64> = chunk.iter().flat_map(|t| self.tokenize(t)).map(i64::from).collect();
                 let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunk.len(), l]), &self.device);
                 rows(self.text.forward(ids))
             })
@@ -118,6 +125,52 @@ impl ImageEmbedder for Clip {
             .collect()
     }
 }
+
+/// The parts of OpenAI CLIP's `basic_clean` (`ftfy.fix_text`, then `html.unescape` twice)
+/// that change real captions: HTML entities, curly quotes, Latin ligatures, full-width forms.
+/// (ftfy's repair of mis-decoded UTF-8 is not reproduced.) NFC, whitespace and case are the
+/// tokenizer's own normalisation.
+pub fn openai_clean(text: &str) -> String {
+    let unescaped = html_escape::decode_html_entities(&html_escape::decode_html_entities(text)).into_owned();
+    let mut out = String::with_capacity(unescaped.len());
+    for c in unescaped.chars() {
+        match c {
+            '\u{02bc}' | '\u{2018}'..='\u{201b}' => out.push('\''),
+            '\u{201c}'..='\u{201f}' => out.push('"'),
+            '\u{3000}' => out.push(' '),
+            '\u{ff01}'..='\u{ff5e}' => out.push(char::from_u32(c as u32 - 0xfee0).expect("ASCII")),
+            _ => match LIGATURES.iter().find(|(l, _)| *l == c) {
+                Some((_, expansion)) => out.push_str(expansion),
+                None => out.push(c),
+            },
+        }
+    }
+    out
+}
+
+/// ftfy's `fix_latin_ligatures` table.
+const LIGATURES: [(char, &str); 20] = [
+    ('\u{0132}', "IJ"),
+    ('\u{0133}', "ij"),
+    ('\u{0149}', "\u{02bc}n"),
+    ('\u{01c4}', "D\u{017d}"),
+    ('\u{01c5}', "D\u{017e}"),
+    ('\u{01c6}', "d\u{017e}"),
+    ('\u{01c7}', "LJ"),
+    ('\u{01c8}', "Lj"),
+    ('\u{01c9}', "lj"),
+    ('\u{01ca}', "NJ"),
+    ('\u{01cb}', "Nj"),
+    ('\u{01cc}', "nj"),
+    ('\u{01f1}', "DZ"),
+    ('\u{01f2}', "Dz"),
+    ('\u{fb00}', "ff"),
+    ('\u{fb01}', "fi"),
+    ('\u{fb02}', "fl"),
+    ('\u{fb03}', "ffi"),
+    ('\u{fb04}', "ffl"),
+    ('\u{fb06}', "st"),
+];
 
 /// DINO ViT-S/16 (transformers `ViTModel` folder, e.g. `facebook/dino-vits16`).
 pub struct Dino {
