@@ -9,11 +9,11 @@ use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::clip::{activation, check_encoder, check_patches};
 use crate::error::ModelError;
 use crate::weights::{load_safetensors_part, read_config};
 
@@ -76,20 +76,13 @@ impl ViTConfig {
 
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let config: Self = read_config(path)?;
-        let err = |field: &str, problem: String| ModelError::Config {
-            path: path.to_path_buf(),
-            field: field.into(),
-            problem,
-        };
-        if config.hidden_act != "gelu" {
-            return Err(err("hidden_act", format!("`{}` is not supported (gelu)", config.hidden_act)));
-        }
-        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
-            return Err(err("num_attention_heads", format!("does not divide hidden_size {}", config.hidden_size)));
-        }
-        if config.patch_size == 0 || !config.image_size.is_multiple_of(config.patch_size) {
-            return Err(err("patch_size", format!("does not divide image_size {}", config.image_size)));
-        }
+        check_encoder(&config.hidden_act, config.hidden_size, config.num_attention_heads)
+            .and_then(|()| check_patches(config.image_size, config.patch_size))
+            .map_err(|(field, problem)| ModelError::Config {
+                path: path.to_path_buf(),
+                field: field.into(),
+                problem,
+            })?;
         Ok(config)
     }
 
@@ -137,6 +130,8 @@ pub struct ViTLayer {
     pub output: ViTDense,
     pub layernorm_before: LayerNorm,
     pub layernorm_after: LayerNorm,
+    #[module(skip)]
+    pub quick_gelu: bool,
 }
 
 #[derive(Module, Debug)]
@@ -167,7 +162,8 @@ impl ViTLayer {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let attended = self.attention.attention.forward(self.layernorm_before.forward(x.clone()));
         let x = x + self.attention.output.dense.forward(attended);
-        let hidden = gelu(self.intermediate.dense.forward(self.layernorm_after.forward(x.clone())));
+        let hidden = self.intermediate.dense.forward(self.layernorm_after.forward(x.clone()));
+        let hidden = activation(hidden, self.quick_gelu);
         x + self.output.dense.forward(hidden)
     }
 }
@@ -193,6 +189,7 @@ impl ViTModel {
                 output: ViTDense { dense: linear(config.intermediate_size, d) },
                 layernorm_before: norm(),
                 layernorm_after: norm(),
+                quick_gelu: config.hidden_act == "quick_gelu",
             })
             .collect();
         let param = |shape: [usize; 3]| Param::initialized(ParamId::new(), Tensor::zeros(shape, device));

@@ -89,7 +89,7 @@ fn load(source: &ImageSource) -> anyhow::Result<RgbImage> {
 
 /// What edits: the editor with text, or LoC with pairs.
 pub enum Editor {
-    Text(InstructPix2Pix),
+    Text(Box<InstructPix2Pix>),
     Pair(Box<LocModel>, PairSource),
 }
 

@@ -88,15 +88,8 @@ enum Command {
         /// Model resolution (default: the checkpoint's, or 512 for an editor folder).
         #[arg(long)]
         resolution: Option<u32>,
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Text guidance (text mode) or LoRA guidance (pair mode).
-        #[arg(long, default_value_t = 7.5)]
-        guidance: f32,
-        #[arg(long, default_value_t = 1.5)]
-        image_guidance: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Only the first N sessions (a quick look).
         #[arg(long)]
         limit: Option<usize>,
@@ -117,21 +110,14 @@ enum Command {
         /// Model resolution (default: the checkpoint's).
         #[arg(long)]
         resolution: Option<u32>,
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// LoRA guidance for LoC.
-        #[arg(long, default_value_t = 7.5)]
-        guidance: f32,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Text guidance for the editor with the true instruction.
         #[arg(long, default_value_t = 7.5)]
         text_guidance: f32,
-        #[arg(long, default_value_t = 1.5)]
-        image_guidance: f32,
         /// The text the editor gets with the LoRA.
         #[arg(long, default_value = "")]
         prompt: String,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
         #[arg(long)]
         clip: Option<PathBuf>,
         #[arg(long)]
@@ -160,16 +146,8 @@ enum Command {
         /// The edited query, at the query's size (format from the extension).
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 20)]
-        steps: usize,
-        /// Instruction guidance: the edit with the pair's LoRA against the edit without it.
-        #[arg(long, default_value_t = 7.5)]
-        guidance: f32,
-        /// Image guidance: how close the result stays to the query.
-        #[arg(long, default_value_t = 1.5)]
-        image_guidance: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Multiplies the generated LoRA.
         #[arg(long, default_value_t = 1.0)]
         strength: f32,
@@ -194,6 +172,39 @@ enum Command {
         #[arg(long)]
         negate: bool,
     },
+}
+
+/// DDIM sampling settings shared by the commands that edit.
+#[derive(clap::Args)]
+struct SamplingArgs {
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Instruction guidance: the edit with the LoRA (pair) or the text against the edit
+    /// without it.
+    #[arg(long, default_value_t = 7.5)]
+    guidance: f32,
+    /// Image guidance: how close the result stays to the input image.
+    #[arg(long, default_value_t = 1.5)]
+    image_guidance: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    /// Options with the LoRA guidance set (`lora = true`) or the text guidance.
+    fn options(&self, lora: bool) -> EditOptions {
+        let base = EditOptions {
+            steps: self.steps,
+            image_guidance: self.image_guidance,
+            seed: self.seed,
+            ..EditOptions::default()
+        };
+        if lora {
+            EditOptions { lora_guidance: Some(self.guidance), ..base }
+        } else {
+            EditOptions { text_guidance: self.guidance, ..base }
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -246,10 +257,7 @@ fn main() -> anyhow::Result<()> {
             pairs,
             turns,
             resolution,
-            steps,
-            guidance,
-            image_guidance,
-            seed,
+            sampling,
             limit,
             out,
         } => {
@@ -260,15 +268,14 @@ fn main() -> anyhow::Result<()> {
             } else {
                 loc_data::magicbrush::MagicBrush::open_zip(&data, password.as_deref().map(str::as_bytes))?
             };
-            let mut options = EditOptions { steps, image_guidance, seed, ..EditOptions::default() };
             let (editor, default_resolution) = match (mode, checkpoint, editor) {
                 (Mode::Text, None, Some(dir)) => {
-                    (Editor::Text(loc_core::pipeline::InstructPix2Pix::load(&dir, &device)?), 512)
+                    (Editor::Text(Box::new(loc_core::pipeline::InstructPix2Pix::load(&dir, &device)?)), 512)
                 }
                 (Mode::Text, Some(dir), _) => {
                     let model = loc_core::checkpoint::LocModel::load(&dir, &device)?;
                     let resolution = model.manifest.resolution;
-                    (Editor::Text(model.editor), resolution)
+                    (Editor::Text(Box::new(model.editor)), resolution)
                 }
                 (Mode::Text, None, None) => anyhow::bail!("text mode needs --editor or --checkpoint"),
                 (Mode::Pair, Some(dir), _) => {
@@ -278,10 +285,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 (Mode::Pair, None, _) => anyhow::bail!("pair mode needs --checkpoint"),
             };
-            match mode {
-                Mode::Text => options.text_guidance = guidance,
-                Mode::Pair => options.lora_guidance = Some(guidance),
-            }
+            let options = sampling.options(mode == Mode::Pair);
             let generation =
                 Generation { editor, resolution: resolution.unwrap_or(default_resolution), options, turns, device };
             let written = generation.run(&dataset, &out, limit)?;
@@ -293,12 +297,9 @@ fn main() -> anyhow::Result<()> {
             data,
             count,
             resolution,
-            steps,
-            guidance,
+            sampling,
             text_guidance,
-            image_guidance,
             prompt,
-            seed,
             clip,
             dino,
             sheet,
@@ -313,7 +314,7 @@ fn main() -> anyhow::Result<()> {
                 "synthetic" => loc_data::config::SourceConfig::Synthetic { len: count, held_out: true },
                 path => loc_data::config::SourceConfig::Manifest { path: path.into() },
             };
-            let (quads, unreadable) = prepare_quads(&source, count, seed, resolution)?;
+            let (quads, unreadable) = prepare_quads(&source, count, sampling.seed, resolution)?;
             if unreadable > 0 {
                 eprintln!("{unreadable} unreadable quads left out");
             }
@@ -321,9 +322,14 @@ fn main() -> anyhow::Result<()> {
             let eval = QuadEval {
                 editor: &model.editor,
                 generator: Some(&generate),
-                sampling: Sampling { steps, text_guidance, image_guidance, lora_guidance: Some(guidance) },
+                sampling: Sampling {
+                    steps: sampling.steps,
+                    text_guidance,
+                    image_guidance: sampling.image_guidance,
+                    lora_guidance: Some(sampling.guidance),
+                },
                 prompt: &prompt,
-                seed,
+                seed: sampling.seed,
                 sheet,
                 clip: clip.as_ref(),
                 dino: dino.as_ref(),
@@ -335,22 +341,8 @@ fn main() -> anyhow::Result<()> {
             println!("{}", result.markdown());
             Ok(())
         }
-        Command::Edit {
-            checkpoint,
-            before,
-            after,
-            lora,
-            query,
-            out,
-            steps,
-            guidance,
-            image_guidance,
-            seed,
-            strength,
-            negate,
-        } => {
-            let options =
-                EditOptions { steps, image_guidance, lora_guidance: Some(guidance), seed, ..EditOptions::default() };
+        Command::Edit { checkpoint, before, after, lora, query, out, sampling, strength, negate } => {
+            let options = sampling.options(true);
             let change = match (lora, before, after) {
                 (Some(file), _, _) => loc::Change::File(file),
                 (None, Some(before), Some(after)) => loc::Change::Pair(before, after),

@@ -298,7 +298,7 @@ impl QuadEval<'_> {
         if quads.iter().any(|q| q.target.width().min(q.target.height()) < 11) {
             skipped.insert("ssim".into(), "images smaller than SSIM's 11x11 window".into());
         }
-        let cell = quads.first().map_or(64, |q| q.target.width().max(64).min(256));
+        let cell = quads.first().map_or(64, |q| q.target.width().clamp(64, 256));
         let report = QuadReport { quads: quads.len(), steps: self.sampling.steps, methods, skipped };
         (report, report::contact_sheet(&sheet_rows, cell))
     }

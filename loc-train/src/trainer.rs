@@ -35,7 +35,7 @@ use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, quad_los
 use crate::optim::{AdamW, grad_norm, learning_rate, unfreeze};
 use crate::probe::{Probe, ProbeResult};
 use loc_eval::generate::tensor_image as to_image;
-use loc_eval::quads::{QuadEval, QuadReport};
+use loc_eval::quads::{LoraGenerator, QuadEval, QuadReport};
 use loc_eval::report::contact_sheet;
 
 /// Instructions read from each data set to build a fresh editor's tokenizer.
@@ -152,19 +152,23 @@ impl Trainee for EditorTrainee {
     fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage) {
         let device = self.editor.unet.conv_in.weight.device().inner();
         let editor = self.editor.valid();
-        QuadEval {
-            editor: &editor,
-            generator: None,
-            sampling: eval.sampling(),
-            prompt: "",
-            seed: config.seed,
-            sheet: eval.sheet,
-            clip: None,
-            dino: None,
-            device: &device,
-        }
-        .evaluate(quads)
+        evaluate_quads(&editor, None, "", quads, eval, config, &device)
     }
+}
+
+/// The end-of-run quad evaluation (pixel metrics; no CLIP or DINO during training).
+fn evaluate_quads(
+    editor: &InstructPix2Pix,
+    generator: Option<LoraGenerator>,
+    prompt: &str,
+    quads: &[PreparedQuad],
+    eval: &EvalConfig,
+    config: &Config,
+    device: &Device,
+) -> (QuadReport, RgbImage) {
+    let sampling = eval.sampling();
+    let (seed, sheet) = (config.seed, eval.sheet);
+    QuadEval { editor, generator, sampling, prompt, seed, sheet, clip: None, dino: None, device }.evaluate(quads)
 }
 
 /// The editor with its UNet (and text encoder, unless frozen) trainable.
@@ -297,18 +301,7 @@ impl Trainee for HypernetTrainee {
         let generator = self.generator(&weights);
         let device = self.prompt.device().inner();
         let generate = |a, a_edited| generator.generate(a, a_edited);
-        QuadEval {
-            editor: &self.editor_valid,
-            generator: Some(&generate),
-            sampling: eval.sampling(),
-            prompt: &config.objective.prompt,
-            seed: config.seed,
-            sheet: eval.sheet,
-            clip: None,
-            dino: None,
-            device: &device,
-        }
-        .evaluate(quads)
+        evaluate_quads(&self.editor_valid, Some(&generate), &config.objective.prompt, quads, eval, config, &device)
     }
 }
 

@@ -47,6 +47,19 @@ pub fn check_encoder(act: &str, hidden: usize, heads: usize) -> Result<(), (&'st
     Ok(())
 }
 
+/// CLIP's quick GELU `x * sigmoid(1.702 x)`, or the exact GELU.
+pub fn activation<const D: usize>(h: Tensor<D>, quick_gelu: bool) -> Tensor<D> {
+    if quick_gelu { h.clone() * sigmoid(h.mul_scalar(1.702)) } else { gelu(h) }
+}
+
+/// `Err((field, problem))` unless `patch_size` tiles `image_size`.
+pub fn check_patches(image_size: usize, patch_size: usize) -> Result<(), (&'static str, String)> {
+    if patch_size == 0 || !image_size.is_multiple_of(patch_size) {
+        return Err(("patch_size", format!("does not divide image_size {image_size}")));
+    }
+    Ok(())
+}
+
 #[derive(Module, Debug)]
 pub struct ClipAttention {
     pub q_proj: Linear,
@@ -78,9 +91,7 @@ pub struct ClipMlp {
 
 impl ClipMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc1.forward(x);
-        let h = if self.quick_gelu { h.clone() * sigmoid(h.mul_scalar(1.702)) } else { gelu(h) };
-        self.fc2.forward(h)
+        self.fc2.forward(activation(self.fc1.forward(x), self.quick_gelu))
     }
 }
 

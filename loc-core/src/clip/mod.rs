@@ -7,7 +7,7 @@ mod text;
 mod tokenizer;
 mod vision;
 
-pub use encoder::{ClipEncoder, EncoderShape};
+pub use encoder::{ClipEncoder, EncoderShape, activation, check_encoder, check_patches};
 pub use text::{ClipTextConfig, ClipTextModel, ClipTextModelWithProjection, ClipTextOutput};
 pub use tokenizer::ClipTokenizer;
 pub use vision::{ClipVisionConfig, ClipVisionModelWithProjection, ClipVisionOutput};

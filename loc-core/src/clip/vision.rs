@@ -9,7 +9,7 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::encoder::{ClipEncoder, EncoderShape, check_encoder, read_tower_config};
+use super::encoder::{ClipEncoder, EncoderShape, check_encoder, check_patches, read_tower_config};
 use crate::error::ModelError;
 use crate::weights::load_safetensors_part;
 
@@ -54,10 +54,8 @@ impl ClipVisionConfig {
             problem,
         };
         check_encoder(&config.hidden_act, config.hidden_size, config.num_attention_heads)
+            .and_then(|()| check_patches(config.image_size, config.patch_size))
             .map_err(|(f, p)| err(f, p))?;
-        if config.patch_size == 0 || !config.image_size.is_multiple_of(config.patch_size) {
-            return Err(err("patch_size", format!("does not divide image_size {}", config.image_size)));
-        }
         Ok(config)
     }
 
