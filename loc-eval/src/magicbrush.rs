@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::metrics::cosine;
-use crate::metrics::embedding::{Clip, Dino, ImageEmbedder};
+use crate::metrics::embedding::{ImageEmbedder, MetricModels};
 use crate::metrics::pixel::{PixelScores, pixel_scores};
 use crate::report;
 
@@ -117,13 +117,13 @@ pub fn pair_folders(generated: &Path, truth: &Path) -> anyhow::Result<Pairs> {
     Ok(pairs)
 }
 
-/// The models and captions of the metrics beyond pixels; each absent one is skipped.
-#[derive(Default)]
-pub struct Models {
-    pub clip: Option<Clip>,
-    pub dino: Option<Dino>,
-    /// `local_descriptions.json`: `{session: {"<id>-output<k>.png": caption}}`.
-    pub captions: Option<BTreeMap<String, BTreeMap<String, String>>>,
+/// `local_descriptions.json`: `{session: {"<id>-output<k>.png": caption}}`.
+pub type Captions = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Reads `local_descriptions.json`.
+pub fn read_captions(path: &Path) -> anyhow::Result<Captions> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not local_descriptions.json", path.display()))
 }
 
 /// One setting's means (`None`: skipped, see [`MagicBrushReport::skipped`]).
@@ -172,7 +172,12 @@ fn embed_all(embedder: &dyn ImageEmbedder, paths: &[&PathBuf]) -> anyhow::Result
 }
 
 /// Scores both settings.
-pub fn evaluate(generated: &Path, truth: &Path, models: &Models) -> anyhow::Result<MagicBrushReport> {
+pub fn evaluate(
+    generated: &Path,
+    truth: &Path,
+    models: &MetricModels,
+    captions: Option<&Captions>,
+) -> anyhow::Result<MagicBrushReport> {
     let pairs = pair_folders(generated, truth)?;
     let settings = [&pairs.all_turn, &pairs.final_turn];
     let distinct: BTreeSet<(&PathBuf, &PathBuf)> =
@@ -193,7 +198,7 @@ pub fn evaluate(generated: &Path, truth: &Path, models: &Models) -> anyhow::Resu
     if models.dino.is_none() {
         skipped.insert("dino".into(), "no DINO model given (--dino)".into());
     }
-    let captions = match (&models.clip, &models.captions) {
+    let captions = match (&models.clip, captions) {
         (Some(clip), Some(captions)) => {
             let caption = |p: &TurnPair| -> anyhow::Result<String> {
                 let name = p.truth.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

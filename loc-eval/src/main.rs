@@ -5,12 +5,12 @@
 mod forward;
 mod loc;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::prelude::*;
 use loc_eval::magicbrush;
-use loc_eval::metrics::embedding::{Clip, Dino};
+use loc_eval::metrics::embedding::MetricModels;
 use loc_eval::report;
 
 use clap::{Parser, Subcommand};
@@ -213,29 +213,13 @@ enum Mode {
     Pair,
 }
 
-/// Loads the optional metric models.
-fn metric_models(
-    clip: Option<&Path>,
-    dino: Option<&Path>,
-    device: &Device,
-) -> anyhow::Result<(Option<Clip>, Option<Dino>)> {
-    Ok((clip.map(|d| Clip::load(d, device)).transpose()?, dino.map(|d| Dino::load(d, device)).transpose()?))
-}
-
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Magicbrush { generated, ground_truth, captions, clip, dino, out } => {
             let device = Device::flex();
-            let (clip, dino) = metric_models(clip.as_deref(), dino.as_deref(), &device)?;
-            let captions = captions
-                .map(|path| -> anyhow::Result<_> {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("{}: not local_descriptions.json", path.display()))
-                })
-                .transpose()?;
-            let models = magicbrush::Models { clip, dino, captions };
-            let result = magicbrush::evaluate(&generated, &ground_truth, &models)?;
+            let models = MetricModels::load(clip.as_deref(), dino.as_deref(), &device)?;
+            let captions = captions.as_deref().map(magicbrush::read_captions).transpose()?;
+            let result = magicbrush::evaluate(&generated, &ground_truth, &models, captions.as_ref())?;
             let markdown = result.markdown();
             report::write(&out, &result, &markdown)?;
             let sheet = report::contact_sheet(&magicbrush::examples(&generated, &ground_truth, 6)?, 128);
@@ -307,7 +291,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             use loc_eval::quads::{QuadEval, Sampling, prepare_quads};
             let device = Device::flex();
-            let (clip, dino) = metric_models(clip.as_deref(), dino.as_deref(), &device)?;
+            let models = MetricModels::load(clip.as_deref(), dino.as_deref(), &device)?;
             let model = loc_core::checkpoint::LocModel::load(&checkpoint, &device)?;
             let resolution = resolution.unwrap_or(model.manifest.resolution);
             let source = match data.as_str() {
@@ -331,8 +315,7 @@ fn main() -> anyhow::Result<()> {
                 prompt: &prompt,
                 seed: sampling.seed,
                 sheet,
-                clip: clip.as_ref(),
-                dino: dino.as_ref(),
+                models: &models,
                 device: &device,
             };
             let (result, examples) = eval.evaluate(&quads);

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::generate::tensor_image;
 use crate::metrics::cosine;
-use crate::metrics::embedding::{Clip, Dino, ImageEmbedder};
+use crate::metrics::embedding::{ImageEmbedder, MetricModels};
 use crate::metrics::pixel::pixel_scores;
 use crate::report;
 
@@ -150,8 +150,7 @@ pub struct QuadEval<'a> {
     pub seed: u64,
     /// Examples in the contact sheet.
     pub sheet: usize,
-    pub clip: Option<&'a Clip>,
-    pub dino: Option<&'a Dino>,
+    pub models: &'a MetricModels,
     pub device: &'a Device,
 }
 
@@ -211,12 +210,13 @@ impl QuadEval<'_> {
     /// Scores every method on `quads`, and a contact sheet of the first ones
     /// (A | A' | B | B' | the sampled outputs).
     pub fn evaluate(&self, quads: &[PreparedQuad]) -> (QuadReport, RgbImage) {
+        let (clip, dino) = (self.models.clip.as_ref(), self.models.dino.as_ref());
         let mut per_method: Vec<Scores> = Vec::new();
         let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
         for (c, chunk) in quads.chunks(CHUNK).enumerate() {
             let results = self.outputs(chunk, self.seed + c as u64);
             let images = |q: fn(&PreparedQuad) -> &RgbImage| chunk.iter().map(q).collect::<Vec<_>>();
-            let clip_refs = self.clip.map(|clip| {
+            let clip_refs = clip.map(|clip| {
                 let embed = |v: Vec<&RgbImage>| clip.embed(&v);
                 (
                     embed(images(|q| &q.pair.before)),
@@ -225,7 +225,7 @@ impl QuadEval<'_> {
                     embed(images(|q| &q.target)),
                 )
             });
-            let dino_targets = self.dino.map(|dino| dino.embed(&images(|q| &q.target)));
+            let dino_targets = dino.map(|dino| dino.embed(&images(|q| &q.target)));
             for (method, batch) in &results {
                 let outputs: Vec<RgbImage> =
                     (0..chunk.len()).map(|i| tensor_image(batch.clone().narrow(0, i, 1))).collect();
@@ -243,7 +243,7 @@ impl QuadEval<'_> {
                     d.to_after.push(pixel_scores(x, &quad.pair.after).l2);
                 }
                 let refs: Vec<&RgbImage> = outputs.iter().collect();
-                if let (Some(clip), Some((a, a_edited, b, b_edited))) = (self.clip, &clip_refs) {
+                if let (Some(clip), Some((a, a_edited, b, b_edited))) = (clip, &clip_refs) {
                     let embedded = clip.embed(&refs);
                     for (i, e) in embedded.iter().enumerate() {
                         d.clip_i.push(cosine(e, &b_edited[i]));
@@ -253,7 +253,7 @@ impl QuadEval<'_> {
                         d.visual_clip.push((!still).then(|| cosine(&shown, &moved)));
                     }
                 }
-                if let (Some(dino), Some(targets)) = (self.dino, &dino_targets) {
+                if let (Some(dino), Some(targets)) = (dino, &dino_targets) {
                     d.dino.extend(dino.embed(&refs).iter().zip(targets).map(|(e, t)| cosine(e, t)));
                 }
             }
@@ -276,8 +276,8 @@ impl QuadEval<'_> {
                 ssim: d.ssim.iter().copied().collect::<Option<Vec<f64>>>().map(|v| mean(&v)),
                 l2_to_after: mean(&d.to_after),
                 leakage: null_to_after - mean(&d.to_after),
-                clip_i: self.clip.map(|_| mean(&d.clip_i)),
-                dino: self.dino.map(|_| mean(&d.dino)),
+                clip_i: clip.map(|_| mean(&d.clip_i)),
+                dino: dino.map(|_| mean(&d.dino)),
                 visual_clip: d
                     .visual_clip
                     .iter()
@@ -288,10 +288,10 @@ impl QuadEval<'_> {
             })
             .collect();
         let mut skipped = BTreeMap::new();
-        if self.clip.is_none() {
+        if clip.is_none() {
             skipped.insert("clip_i, visual_clip".into(), "no CLIP model given (--clip)".into());
         }
-        if self.dino.is_none() {
+        if dino.is_none() {
             skipped.insert("dino".into(), "no DINO model given (--dino)".into());
         }
         skipped.insert("clip_t".into(), "quads carry instructions, not captions of B'".into());

@@ -250,6 +250,10 @@ pub struct EvalConfig {
     /// Examples in the contact sheet.
     #[serde(default = "eight")]
     pub sheet: usize,
+    /// A CLIP folder (transformers layout) for CLIP-I and Visual CLIP.
+    pub clip: Option<PathBuf>,
+    /// A DINO ViT folder (transformers `ViTModel`) for the DINO metric.
+    pub dino: Option<PathBuf>,
 }
 
 impl EvalConfig {
@@ -457,6 +461,13 @@ impl Config {
             }
             positive("eval.count", eval.count as u64)?;
             positive("eval.steps", eval.steps as u64)?;
+            for (field, dir) in [("eval.clip", &eval.clip), ("eval.dino", &eval.dino)] {
+                if let Some(missing) =
+                    dir.iter().flat_map(|d| [d.join("config.json"), d.join("model.safetensors")]).find(|f| !f.exists())
+                {
+                    return Err((field, format!("{} does not exist", missing.display())));
+                }
+            }
         }
         Ok(())
     }
@@ -590,5 +601,8 @@ source = { kind = "synthetic", len = 100 }
             .unwrap_err()
             .to_string();
         assert!(err.contains("learning_rate"), "{err}");
+        let eval = "\n[eval]\nquads = { kind = \"synthetic\", len = 4 }\ncount = 4\nclip = \"no/such/clip\"\n";
+        let err = load(&format!("{MINIMAL}{eval}"), &[]).unwrap_err().to_string();
+        assert!(err.contains("`eval.clip`") && err.contains("no/such/clip/config.json"), "{err}");
     }
 }

@@ -35,6 +35,7 @@ use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, quad_los
 use crate::optim::{AdamW, grad_norm, learning_rate, unfreeze};
 use crate::probe::{Probe, ProbeResult};
 use loc_eval::generate::tensor_image as to_image;
+use loc_eval::metrics::embedding::MetricModels;
 use loc_eval::quads::{LoraGenerator, QuadEval, QuadReport};
 use loc_eval::report::contact_sheet;
 
@@ -82,7 +83,7 @@ trait Trainee {
     fn export(&self, dir: &Path) -> anyhow::Result<()>;
     /// Loads the weights an [`export`](Self::export) wrote.
     fn restore(&mut self, dir: &Path, config: &Config) -> anyhow::Result<()>;
-    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage);
+    fn evaluate(&self, quads: &[PreparedQuad], eval: &Evaluation, config: &Config) -> (QuadReport, RgbImage);
     const EXPORT: &'static str;
 }
 
@@ -149,26 +150,32 @@ impl Trainee for EditorTrainee {
         Ok(())
     }
 
-    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage) {
+    fn evaluate(&self, quads: &[PreparedQuad], eval: &Evaluation, config: &Config) -> (QuadReport, RgbImage) {
         let device = self.editor.unet.conv_in.weight.device().inner();
         let editor = self.editor.valid();
         evaluate_quads(&editor, None, "", quads, eval, config, &device)
     }
 }
 
-/// The end-of-run quad evaluation (pixel metrics; no CLIP or DINO during training).
+/// The `[eval]` section with the metric models it names.
+pub struct Evaluation<'a> {
+    pub config: &'a EvalConfig,
+    pub models: MetricModels,
+}
+
+/// The end-of-run quad evaluation.
 fn evaluate_quads(
     editor: &InstructPix2Pix,
     generator: Option<LoraGenerator>,
     prompt: &str,
     quads: &[PreparedQuad],
-    eval: &EvalConfig,
+    eval: &Evaluation,
     config: &Config,
     device: &Device,
 ) -> (QuadReport, RgbImage) {
-    let sampling = eval.sampling();
-    let (seed, sheet) = (config.seed, eval.sheet);
-    QuadEval { editor, generator, sampling, prompt, seed, sheet, clip: None, dino: None, device }.evaluate(quads)
+    let (sampling, models) = (eval.config.sampling(), &eval.models);
+    let (seed, sheet) = (config.seed, eval.config.sheet);
+    QuadEval { editor, generator, sampling, prompt, seed, sheet, models, device }.evaluate(quads)
 }
 
 /// The editor with its UNet (and text encoder, unless frozen) trainable.
@@ -296,7 +303,7 @@ impl Trainee for HypernetTrainee {
         Ok(())
     }
 
-    fn evaluate(&self, quads: &[PreparedQuad], eval: &EvalConfig, config: &Config) -> (QuadReport, RgbImage) {
+    fn evaluate(&self, quads: &[PreparedQuad], eval: &Evaluation, config: &Config) -> (QuadReport, RgbImage) {
         let weights = self.weights.valid();
         let generator = self.generator(&weights);
         let device = self.prompt.device().inner();
@@ -612,7 +619,8 @@ fn train<T: Trainee>(
         if unreadable > 0 {
             eprintln!("evaluation: {unreadable} unreadable quads left out");
         }
-        let (report, sheet) = trainee.evaluate(&quads, eval, config);
+        let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &Device::flex())?;
+        let (report, sheet) = trainee.evaluate(&quads, &Evaluation { config: eval, models }, config);
         report.write(out)?;
         sheet.save(out.join("examples.png")).context("writing the contact sheet")?;
         if options.echo {

@@ -126,6 +126,22 @@ impl ImageEmbedder for Clip {
     }
 }
 
+/// The optional models of the embedding metrics; a metric whose model is absent is skipped.
+#[derive(Default)]
+pub struct MetricModels {
+    pub clip: Option<Clip>,
+    pub dino: Option<Dino>,
+}
+
+impl MetricModels {
+    pub fn load(clip: Option<&Path>, dino: Option<&Path>, device: &Device) -> anyhow::Result<Self> {
+        Ok(Self {
+            clip: clip.map(|dir| Clip::load(dir, device)).transpose()?,
+            dino: dino.map(|dir| Dino::load(dir, device)).transpose()?,
+        })
+    }
+}
+
 /// The parts of OpenAI CLIP's `basic_clean` (`ftfy.fix_text`, then `html.unescape` twice)
 /// that change real captions: HTML entities, curly quotes, Latin ligatures, full-width forms.
 /// (ftfy's repair of mis-decoded UTF-8 is not reproduced.) NFC, whitespace and case are the
