@@ -198,21 +198,20 @@ pub fn evaluate(
     if models.dino.is_none() {
         skipped.insert("dino".into(), "no DINO model given (--dino)".into());
     }
-    let captions = match (&models.clip, captions) {
+    // CLIP-T: the local description of each ground-truth output, embedded once.
+    let texts: Option<HashMap<&PathBuf, Vec<f32>>> = match (&models.clip, captions) {
         (Some(clip), Some(captions)) => {
-            let caption = |p: &TurnPair| -> anyhow::Result<String> {
+            let mut by_truth = BTreeMap::new();
+            for p in settings.iter().flat_map(|s| s.iter()) {
                 let name = p.truth.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                captions
+                let caption = captions
                     .get(&p.session)
                     .and_then(|c| c.get(&name))
-                    .cloned()
-                    .ok_or_else(|| anyhow!("session {}: no local description for {name}", p.session))
-            };
-            let texts: Vec<String> =
-                settings.iter().flat_map(|s| s.iter().map(caption)).collect::<anyhow::Result<_>>()?;
-            let unique: Vec<&str> = texts.iter().map(String::as_str).collect::<BTreeSet<_>>().into_iter().collect();
-            let embedded = clip.embed_texts(&unique);
-            Some(unique.into_iter().map(str::to_string).zip(embedded).collect::<HashMap<_, _>>()).map(|m| (m, caption))
+                    .ok_or_else(|| anyhow!("session {}: no local description for {name}", p.session))?;
+                by_truth.insert(&p.truth, caption.as_str());
+            }
+            let embedded = clip.embed_texts(&by_truth.values().copied().collect::<Vec<_>>());
+            Some(by_truth.into_keys().zip(embedded).collect())
         }
         (None, _) => {
             skipped.insert("clip_t".into(), "no CLIP model given (--clip)".into());
@@ -224,26 +223,17 @@ pub fn evaluate(
         }
     };
 
-    let score = |pairs: &[TurnPair]| -> anyhow::Result<SettingScores> {
+    let score = |pairs: &[TurnPair]| {
         let px = |f: fn(&PixelScores) -> f64| mean(pairs.iter().map(|p| f(&pixels[&(&p.generated, &p.truth)])));
         let ssims: Option<Vec<f64>> = pairs.iter().map(|p| pixels[&(&p.generated, &p.truth)].ssim).collect();
         let similarity = |table: &Option<HashMap<PathBuf, Vec<f32>>>| {
             table.as_ref().map(|t| mean(pairs.iter().map(|p| cosine(&t[&p.generated], &t[&p.truth]))))
         };
-        let (clip_t, clip_t_oracle) = match (&captions, &clip_images) {
-            (Some((texts, caption)), Some(images)) => {
-                let mut gen_sum = Vec::new();
-                let mut truth_sum = Vec::new();
-                for p in pairs {
-                    let text = &texts[&caption(p)?];
-                    gen_sum.push(cosine(&images[&p.generated], text));
-                    truth_sum.push(cosine(&images[&p.truth], text));
-                }
-                (Some(mean(gen_sum.into_iter())), Some(mean(truth_sum.into_iter())))
-            }
-            _ => (None, None),
+        let text_similarity = |image: fn(&TurnPair) -> &PathBuf| {
+            let (texts, images) = (texts.as_ref()?, clip_images.as_ref()?);
+            Some(mean(pairs.iter().map(|p| cosine(&images[image(p)], &texts[&p.truth]))))
         };
-        Ok(SettingScores {
+        SettingScores {
             pairs: pairs.len(),
             l1: px(|s| s.l1),
             l2: px(|s| s.l2),
@@ -251,9 +241,9 @@ pub fn evaluate(
             ssim: ssims.map(|v| mean(v.into_iter())),
             clip_i: similarity(&clip_images),
             dino: similarity(&dino_images),
-            clip_t,
-            clip_t_oracle,
-        })
+            clip_t: text_similarity(|p| &p.generated),
+            clip_t_oracle: text_similarity(|p| &p.truth),
+        }
     };
     if pixels.values().any(|s| s.ssim.is_none()) {
         skipped.insert("ssim".into(), "an image is smaller than SSIM's 11x11 window".into());
@@ -261,8 +251,8 @@ pub fn evaluate(
     Ok(MagicBrushReport {
         generated: generated.to_path_buf(),
         ground_truth: truth.to_path_buf(),
-        all_turn: score(&pairs.all_turn)?,
-        final_turn: score(&pairs.final_turn)?,
+        all_turn: score(&pairs.all_turn),
+        final_turn: score(&pairs.final_turn),
         skipped,
     })
 }
