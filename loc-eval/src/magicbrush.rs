@@ -161,12 +161,17 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Embeddings of every distinct image path, decoded in parallel, embedded in batches.
-fn embed_all(embedder: &dyn ImageEmbedder, paths: &[&PathBuf]) -> anyhow::Result<HashMap<PathBuf, Vec<f32>>> {
+fn embed_all(
+    name: &str,
+    embedder: &dyn ImageEmbedder,
+    paths: &[&PathBuf],
+) -> anyhow::Result<HashMap<PathBuf, Vec<f32>>> {
     let mut out = HashMap::new();
     for chunk in paths.chunks(64) {
         let images: Vec<RgbImage> = chunk.par_iter().map(|p| read_image(p)).collect::<anyhow::Result<_>>()?;
         let embeddings = embedder.embed(&images.iter().collect::<Vec<_>>());
         out.extend(chunk.iter().map(|p| (*p).clone()).zip(embeddings));
+        eprintln!("{name}: {}/{} images", out.len(), paths.len());
     }
     Ok(out)
 }
@@ -190,8 +195,8 @@ pub fn evaluate(
         distinct.iter().flat_map(|(g, t)| [*g, *t]).collect::<BTreeSet<_>>().into_iter().collect();
 
     let mut skipped = BTreeMap::new();
-    let clip_images = models.clip.as_ref().map(|c| embed_all(c, &paths)).transpose()?;
-    let dino_images = models.dino.as_ref().map(|d| embed_all(d, &paths)).transpose()?;
+    let clip_images = models.clip.as_ref().map(|c| embed_all("CLIP", c, &paths)).transpose()?;
+    let dino_images = models.dino.as_ref().map(|d| embed_all("DINO", d, &paths)).transpose()?;
     if models.clip.is_none() {
         skipped.insert("clip_i".into(), "no CLIP model given (--clip)".into());
     }
