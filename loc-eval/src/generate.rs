@@ -14,9 +14,10 @@ use image::{RgbImage, imageops};
 use loc_core::checkpoint::LocModel;
 use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_data::magicbrush::{MagicBrush, Session, Turn};
-use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
-use loc_data::record::ImageSource;
+use loc_data::pipeline::images_to_tensor;
 use serde::Deserialize;
+
+use crate::{load_image, read_image};
 
 /// `image` stretched to `resolution` squared, as a `[1, 3, r, r]` tensor in `[-1, 1]`.
 pub fn image_tensor(image: &RgbImage, resolution: u32, device: &Device) -> Tensor<4> {
@@ -72,19 +73,15 @@ impl PairSource {
 
     fn pair(&self, session: &str, turn: &Turn) -> anyhow::Result<(RgbImage, RgbImage)> {
         match self {
-            Self::Oracle => Ok((load(&turn.input)?, load(&turn.output)?)),
+            Self::Oracle => Ok((load_image(&turn.input)?, load_image(&turn.output)?)),
             Self::Table(table) => {
                 let (before, after) = table
                     .get(&(session.to_string(), turn.index))
                     .ok_or_else(|| anyhow!("the pair table has no row for session {session} turn {}", turn.index))?;
-                Ok((load(&ImageSource::File(before.clone()))?, load(&ImageSource::File(after.clone()))?))
+                Ok((read_image(before)?, read_image(after)?))
             }
         }
     }
-}
-
-fn load(source: &ImageSource) -> anyhow::Result<RgbImage> {
-    load_rgb(source, ImageLimits::default()).map_err(|skip| anyhow!("{skip}"))
 }
 
 /// What edits: the editor with text, or LoC with pairs.
@@ -142,14 +139,16 @@ impl Generation {
         for turn in &session.turns {
             let context = || format!("session {id} turn {}", turn.index);
             if turn.index == 1 {
-                let first = self.edit(id, turn, &load(&turn.input).with_context(context)?).with_context(context)?;
+                let first =
+                    self.edit(id, turn, &load_image(&turn.input).with_context(context)?).with_context(context)?;
                 save(&first, format!("{id}_1.png"))?;
                 previous = Some(first);
                 written += 1;
                 continue;
             }
             if self.turns != Turns::Iterative {
-                let edited = self.edit(id, turn, &load(&turn.input).with_context(context)?).with_context(context)?;
+                let edited =
+                    self.edit(id, turn, &load_image(&turn.input).with_context(context)?).with_context(context)?;
                 save(&edited, format!("{id}_inde_{}.png", turn.index))?;
                 written += 1;
             }

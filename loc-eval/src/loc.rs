@@ -4,15 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use burn::prelude::*;
 use clap::ValueEnum;
 use image::imageops;
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::{ExportOptions, LoraFormat, LoraSet, load_lora, save_lora};
 use loc_core::pipeline::EditOptions;
-use loc_data::pipeline::{ImageLimits, load_rgb};
-use loc_data::record::ImageSource;
 use loc_eval::generate::{image_tensor, tensor_image};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -23,8 +21,7 @@ pub enum Format {
 
 /// The image at `path`, its original size, and the model-resolution tensor in `[-1, 1]`.
 fn read_image(path: &Path, resolution: u32, device: &Device) -> anyhow::Result<((u32, u32), Tensor<4>)> {
-    let image =
-        load_rgb(&ImageSource::File(path.to_path_buf()), ImageLimits::default()).map_err(|skip| anyhow!("{skip}"))?;
+    let image = loc_eval::read_image(path)?;
     Ok((image.dimensions(), image_tensor(&image, resolution, device)))
 }
 

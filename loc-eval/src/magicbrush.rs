@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
 use crate::metrics::pixel::{PixelScores, pixel_scores};
-use crate::report;
+use crate::{read_image, report};
 
 pub const SETTINGS: [&str; 2] = ["all_turn", "final_turn"];
 
@@ -149,10 +149,6 @@ pub struct MagicBrushReport {
     pub final_turn: SettingScores,
     /// Metric name to why it was not computed.
     pub skipped: BTreeMap<String, String>,
-}
-
-pub fn read_image(path: &Path) -> anyhow::Result<RgbImage> {
-    Ok(image::open(path).with_context(|| format!("reading {}", path.display()))?.into_rgb8())
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
