@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::generate::tensor_image;
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
-use crate::metrics::pixel::pixel_scores;
+use crate::metrics::pixel::{distances, pixel_scores};
 use crate::report;
 
 /// Quads sampled per batch.
@@ -214,21 +214,23 @@ impl QuadEval<'_> {
         let mut per_method: Vec<Scores> = Vec::new();
         let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
         for (c, chunk) in quads.chunks(CHUNK).enumerate() {
-            let results = self.outputs(chunk, self.seed + c as u64);
+            let results: Vec<(String, Vec<RgbImage>)> = self
+                .outputs(chunk, self.seed + c as u64)
+                .into_iter()
+                .map(|(method, batch)| {
+                    (method, (0..chunk.len()).map(|i| tensor_image(batch.clone().narrow(0, i, 1))).collect())
+                })
+                .collect();
             let images = |q: fn(&PreparedQuad) -> &RgbImage| chunk.iter().map(q).collect::<Vec<_>>();
+            // Per quad: the change the pair shows, E(A') - E(A); E(B); E(B').
             let clip_refs = clip.map(|clip| {
                 let embed = |v: Vec<&RgbImage>| clip.embed(&v);
-                (
-                    embed(images(|q| &q.pair.before)),
-                    embed(images(|q| &q.pair.after)),
-                    embed(images(|q| &q.query)),
-                    embed(images(|q| &q.target)),
-                )
+                let (a, a_edited) = (embed(images(|q| &q.pair.before)), embed(images(|q| &q.pair.after)));
+                let shown: Vec<Vec<f32>> = a_edited.iter().zip(&a).map(|(x, y)| difference(x, y)).collect();
+                (shown, embed(images(|q| &q.query)), embed(images(|q| &q.target)))
             });
             let dino_targets = dino.map(|dino| dino.embed(&images(|q| &q.target)));
-            for (method, batch) in &results {
-                let outputs: Vec<RgbImage> =
-                    (0..chunk.len()).map(|i| tensor_image(batch.clone().narrow(0, i, 1))).collect();
+            for (method, outputs) in &results {
                 let index = per_method.iter().position(|d| &d.method == method).unwrap_or_else(|| {
                     per_method.push(Scores { method: method.clone(), ..Scores::default() });
                     per_method.len() - 1
@@ -240,17 +242,15 @@ impl QuadEval<'_> {
                     d.l2.push(to_target.l2);
                     d.psnr.push(to_target.psnr);
                     d.ssim.push(to_target.ssim);
-                    d.to_after.push(pixel_scores(x, &quad.pair.after).l2);
+                    d.to_after.push(distances(x, &quad.pair.after).1);
                 }
                 let refs: Vec<&RgbImage> = outputs.iter().collect();
-                if let (Some(clip), Some((a, a_edited, b, b_edited))) = (clip, &clip_refs) {
-                    let embedded = clip.embed(&refs);
-                    for (i, e) in embedded.iter().enumerate() {
+                if let (Some(clip), Some((shown, b, b_edited))) = (clip, &clip_refs) {
+                    for (i, e) in clip.embed(&refs).iter().enumerate() {
                         d.clip_i.push(cosine(e, &b_edited[i]));
                         let moved = difference(e, &b[i]);
-                        let shown = difference(&a_edited[i], &a[i]);
-                        let still = moved.iter().all(|v| *v == 0.0) || shown.iter().all(|v| *v == 0.0);
-                        d.visual_clip.push((!still).then(|| cosine(&shown, &moved)));
+                        let still = moved.iter().all(|v| *v == 0.0) || shown[i].iter().all(|v| *v == 0.0);
+                        d.visual_clip.push((!still).then(|| cosine(&shown[i], &moved)));
                     }
                 }
                 if let (Some(dino), Some(targets)) = (dino, &dino_targets) {
@@ -261,7 +261,7 @@ impl QuadEval<'_> {
             for (i, quad) in chunk.iter().take(wanted).enumerate() {
                 let mut row =
                     vec![quad.pair.before.clone(), quad.pair.after.clone(), quad.query.clone(), quad.target.clone()];
-                row.extend(results.iter().skip(2).map(|(_, images)| tensor_image(images.clone().narrow(0, i, 1))));
+                row.extend(results.iter().skip(2).map(|(_, outputs)| outputs[i].clone()));
                 sheet_rows.push(row);
             }
         }
@@ -295,7 +295,7 @@ impl QuadEval<'_> {
             skipped.insert("dino".into(), "no DINO model given (--dino)".into());
         }
         skipped.insert("clip_t".into(), "quads carry instructions, not captions of B'".into());
-        if quads.iter().any(|q| q.target.width().min(q.target.height()) < 11) {
+        if per_method.iter().any(|d| d.ssim.contains(&None)) {
             skipped.insert("ssim".into(), "images smaller than SSIM's 11x11 window".into());
         }
         let cell = quads.first().map_or(64, |q| q.target.width().clamp(64, 256));

@@ -29,15 +29,21 @@ pub struct PixelScores {
 /// `generated` (any size) against `truth`.
 pub fn pixel_scores(generated: &RgbImage, truth: &RgbImage) -> PixelScores {
     let generated = pil_bicubic(generated, truth.width(), truth.height());
+    let (l1, l2) = distances(&generated, truth);
+    PixelScores { l1, l2, psnr: 10.0 * (1.0 / l2.max(MIN_MSE)).log10(), ssim: ssim(&generated, truth) }
+}
+
+/// Mean absolute and mean squared difference on `[0, 1]` of two images of one size.
+pub fn distances(x: &RgbImage, y: &RgbImage) -> (f64, f64) {
+    assert_eq!(x.dimensions(), y.dimensions(), "distances: images of one size");
     let (mut abs, mut sq) = (0.0, 0.0);
-    for (&a, &b) in generated.as_raw().iter().zip(truth.as_raw()) {
+    for (&a, &b) in x.as_raw().iter().zip(y.as_raw()) {
         let d = (f64::from(a) - f64::from(b)) / 255.0;
         abs += d.abs();
         sq += d * d;
     }
-    let n = truth.as_raw().len().max(1) as f64;
-    let l2 = sq / n;
-    PixelScores { l1: abs / n, l2, psnr: 10.0 * (1.0 / l2.max(MIN_MSE)).log10(), ssim: ssim(&generated, truth) }
+    let n = y.as_raw().len().max(1) as f64;
+    (abs / n, sq / n)
 }
 
 /// One channel on `[0, 1]`, row-major.
