@@ -28,9 +28,11 @@ pub struct TurnPair {
     pub truth: PathBuf,
 }
 
-/// The pairs of both settings, sessions in sorted order.
+/// The pairs of both settings, sessions in sorted order, and the two folders.
 #[derive(Debug)]
 pub struct Pairs {
+    pub generated: PathBuf,
+    pub truth: PathBuf,
     pub all_turn: Vec<TurnPair>,
     pub final_turn: Vec<TurnPair>,
 }
@@ -80,7 +82,12 @@ pub fn pair_folders(generated: &Path, truth: &Path) -> anyhow::Result<Pairs> {
             only(&gt_sessions, &gen_sessions)
         );
     }
-    let mut pairs = Pairs { all_turn: Vec::new(), final_turn: Vec::new() };
+    let mut pairs = Pairs {
+        generated: generated.to_path_buf(),
+        truth: truth.to_path_buf(),
+        all_turn: Vec::new(),
+        final_turn: Vec::new(),
+    };
     for session in &gt_sessions {
         let truths = numbered(&images(&truth.join(session))?, &format!("{session}-output"));
         let files = images(&generated.join(session))?;
@@ -173,13 +180,7 @@ fn embed_all(
 }
 
 /// Scores both settings.
-pub fn evaluate(
-    generated: &Path,
-    truth: &Path,
-    models: &MetricModels,
-    captions: Option<&Captions>,
-) -> anyhow::Result<MagicBrushReport> {
-    let pairs = pair_folders(generated, truth)?;
+pub fn evaluate(pairs: &Pairs, models: &MetricModels, captions: Option<&Captions>) -> anyhow::Result<MagicBrushReport> {
     let settings = [&pairs.all_turn, &pairs.final_turn];
     let distinct: BTreeSet<(&PathBuf, &PathBuf)> =
         settings.iter().flat_map(|s| s.iter().map(|p| (&p.generated, &p.truth))).collect();
@@ -250,8 +251,8 @@ pub fn evaluate(
         skipped.insert("ssim".into(), "an image is smaller than SSIM's 11x11 window".into());
     }
     Ok(MagicBrushReport {
-        generated: generated.to_path_buf(),
-        ground_truth: truth.to_path_buf(),
+        generated: pairs.generated.clone(),
+        ground_truth: pairs.truth.clone(),
         all_turn: score(&pairs.all_turn),
         final_turn: score(&pairs.final_turn),
         skipped,
@@ -260,14 +261,13 @@ pub fn evaluate(
 
 /// The first `count` single-turn pairs as rows: input (the previous ground truth), generated,
 /// ground truth.
-pub fn examples(generated: &Path, truth: &Path, count: usize) -> anyhow::Result<Vec<Vec<RgbImage>>> {
-    let pairs = pair_folders(generated, truth)?;
+pub fn examples(pairs: &Pairs, count: usize) -> anyhow::Result<Vec<Vec<RgbImage>>> {
     pairs
         .all_turn
         .iter()
         .take(count)
         .map(|p| {
-            let dir = truth.join(&p.session);
+            let dir = pairs.truth.join(&p.session);
             let input = match p.turn {
                 1 => dir.join(format!("{}-input.png", p.session)),
                 k => dir.join(format!("{}-output{}.png", p.session, k - 1)),

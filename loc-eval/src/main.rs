@@ -217,12 +217,13 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Magicbrush { generated, ground_truth, captions, clip, dino, out } => {
             let device = Device::flex();
+            let pairs = magicbrush::pair_folders(&generated, &ground_truth)?;
             let models = MetricModels::load(clip.as_deref(), dino.as_deref(), &device)?;
             let captions = captions.as_deref().map(magicbrush::read_captions).transpose()?;
-            let result = magicbrush::evaluate(&generated, &ground_truth, &models, captions.as_ref())?;
+            let result = magicbrush::evaluate(&pairs, &models, captions.as_ref())?;
             let markdown = result.markdown();
             report::write(&out, &result, &markdown)?;
-            let sheet = report::contact_sheet(&magicbrush::examples(&generated, &ground_truth, 6)?, 128);
+            let sheet = report::contact_sheet(&magicbrush::examples(&pairs, 6)?, 128);
             sheet
                 .save(out.with_extension("png"))
                 .with_context(|| format!("writing {}", out.with_extension("png").display()))?;
