@@ -12,6 +12,7 @@ use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use image::{RgbImage, imageops};
 use loc_core::checkpoint::LocModel;
+use loc_core::lora::LoraSet;
 use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_data::magicbrush::{MagicBrush, Session, Turn};
 use loc_data::pipeline::images_to_tensor;
@@ -107,22 +108,27 @@ pub struct Generation {
 }
 
 impl Generation {
+    /// Pair mode: the LoRA of the turn's visual instruction (one for all its edits); text
+    /// mode: none.
+    fn lora(&self, session: &str, turn: &Turn) -> anyhow::Result<Option<LoraSet>> {
+        let Editor::Pair(model, source) = &self.editor else { return Ok(None) };
+        let (before, after) = source.pair(session, turn)?;
+        let tensor = |image: &RgbImage| image_tensor(image, self.resolution, &self.device);
+        Ok(Some(model.generate(tensor(&before), tensor(&after))))
+    }
+
     /// One edit of `input` for `turn`, at the input's size.
-    fn edit(&self, session: &str, turn: &Turn, input: &RgbImage) -> anyhow::Result<RgbImage> {
+    fn edit(&self, turn: &Turn, lora: Option<&LoraSet>, input: &RgbImage) -> RgbImage {
         let query = image_tensor(input, self.resolution, &self.device);
-        let edited = match &self.editor {
-            Editor::Text(editor) => editor.edit_with_prompts(query, &[turn.instruction.as_str()], None, &self.options),
-            Editor::Pair(model, source) => {
-                let (before, after) = source.pair(session, turn)?;
-                let lora = model.generate(
-                    image_tensor(&before, self.resolution, &self.device),
-                    image_tensor(&after, self.resolution, &self.device),
-                );
-                model.edit(query, &lora, &self.options)
+        let edited = match (&self.editor, lora) {
+            (Editor::Text(editor), _) => {
+                editor.edit_with_prompts(query, &[turn.instruction.as_str()], None, &self.options)
             }
+            (Editor::Pair(model, _), Some(lora)) => model.edit(query, lora, &self.options),
+            (Editor::Pair(..), None) => unreachable!("pair mode edits with the turn's LoRA"),
         };
         let (w, h) = input.dimensions();
-        Ok(imageops::resize(&tensor_image(edited), w, h, imageops::FilterType::CatmullRom))
+        imageops::resize(&tensor_image(edited), w, h, imageops::FilterType::CatmullRom)
     }
 
     /// Writes every turn of `session` into `out/<id>/`.
@@ -138,23 +144,23 @@ impl Generation {
         let mut previous: Option<RgbImage> = None;
         for turn in &session.turns {
             let context = || format!("session {id} turn {}", turn.index);
+            let lora = self.lora(id, turn).with_context(context)?;
+            let edit = |input: &RgbImage| self.edit(turn, lora.as_ref(), input);
             if turn.index == 1 {
-                let first =
-                    self.edit(id, turn, &load_image(&turn.input).with_context(context)?).with_context(context)?;
+                let first = edit(&load_image(&turn.input).with_context(context)?);
                 save(&first, format!("{id}_1.png"))?;
                 previous = Some(first);
                 written += 1;
                 continue;
             }
             if self.turns != Turns::Iterative {
-                let edited =
-                    self.edit(id, turn, &load_image(&turn.input).with_context(context)?).with_context(context)?;
+                let edited = edit(&load_image(&turn.input).with_context(context)?);
                 save(&edited, format!("{id}_inde_{}.png", turn.index))?;
                 written += 1;
             }
             if self.turns != Turns::Independent {
                 let input = previous.take().ok_or_else(|| anyhow!("session {id}: turns are not numbered from 1"))?;
-                let edited = self.edit(id, turn, &input).with_context(context)?;
+                let edited = edit(&input);
                 save(&edited, format!("{id}_iter_{}.png", turn.index))?;
                 previous = Some(edited);
                 written += 1;
