@@ -51,12 +51,8 @@ enum Command {
         /// `local_descriptions.json`, for CLIP-T.
         #[arg(long)]
         captions: Option<PathBuf>,
-        /// A CLIP folder (transformers layout, e.g. openai/clip-vit-base-patch32).
-        #[arg(long)]
-        clip: Option<PathBuf>,
-        /// A DINO ViT folder (transformers `ViTModel`, e.g. facebook/dino-vits16).
-        #[arg(long)]
-        dino: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricArgs,
         /// The JSON report; the Markdown table and a contact sheet are written beside it.
         #[arg(long)]
         out: PathBuf,
@@ -118,10 +114,8 @@ enum Command {
         /// The text the editor gets with the LoRA.
         #[arg(long, default_value = "")]
         prompt: String,
-        #[arg(long)]
-        clip: Option<PathBuf>,
-        #[arg(long)]
-        dino: Option<PathBuf>,
+        #[command(flatten)]
+        metrics: MetricArgs,
         /// Examples in the contact sheet.
         #[arg(long, default_value_t = 8)]
         sheet: usize,
@@ -174,6 +168,23 @@ enum Command {
     },
 }
 
+/// The embedding metrics' models; a metric without its model is skipped.
+#[derive(clap::Args)]
+struct MetricArgs {
+    /// A CLIP folder (transformers layout, e.g. openai/clip-vit-base-patch32).
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// A DINO ViT folder (transformers `ViTModel`, e.g. facebook/dino-vits16).
+    #[arg(long)]
+    dino: Option<PathBuf>,
+}
+
+impl MetricArgs {
+    fn load(&self, device: &Device) -> anyhow::Result<MetricModels> {
+        MetricModels::load(self.clip.as_deref(), self.dino.as_deref(), device)
+    }
+}
+
 /// DDIM sampling settings shared by the commands that edit.
 #[derive(clap::Args)]
 struct SamplingArgs {
@@ -215,10 +226,10 @@ enum Mode {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().command {
-        Command::Magicbrush { generated, ground_truth, captions, clip, dino, out } => {
+        Command::Magicbrush { generated, ground_truth, captions, metrics, out } => {
             let device = Device::flex();
             let pairs = magicbrush::pair_folders(&generated, &ground_truth)?;
-            let models = MetricModels::load(clip.as_deref(), dino.as_deref(), &device)?;
+            let models = metrics.load(&device)?;
             let captions = captions.as_deref().map(magicbrush::read_captions).transpose()?;
             let result = magicbrush::evaluate(&pairs, &models, captions.as_ref())?;
             let markdown = result.markdown();
@@ -285,14 +296,13 @@ fn main() -> anyhow::Result<()> {
             sampling,
             text_guidance,
             prompt,
-            clip,
-            dino,
+            metrics,
             sheet,
             out,
         } => {
             use loc_eval::quads::{QuadEval, Sampling, prepare_quads};
             let device = Device::flex();
-            let models = MetricModels::load(clip.as_deref(), dino.as_deref(), &device)?;
+            let models = metrics.load(&device)?;
             let model = loc_core::checkpoint::LocModel::load(&checkpoint, &device)?;
             let resolution = resolution.unwrap_or(model.manifest.resolution);
             let source = match data.as_str() {
