@@ -289,10 +289,11 @@ impl QuadEval<'_> {
             .collect();
         let mut skipped = BTreeMap::new();
         if clip.is_none() {
-            skipped.insert("clip_i, visual_clip".into(), "no CLIP model given (--clip)".into());
+            skipped
+                .insert("clip_i, visual_clip".into(), "no CLIP model given (`--clip`, or `clip` in `[eval]`)".into());
         }
         if dino.is_none() {
-            skipped.insert("dino".into(), "no DINO model given (--dino)".into());
+            skipped.insert("dino".into(), "no DINO model given (`--dino`, or `dino` in `[eval]`)".into());
         }
         skipped.insert("clip_t".into(), "quads carry instructions, not captions of B'".into());
         if per_method.iter().any(|d| d.ssim.contains(&None)) {
