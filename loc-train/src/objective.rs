@@ -109,7 +109,7 @@ pub fn editor_loss(
 
 /// Per-sample denoising loss of G (with `lora`) editing `condition` images into `target`
 /// images, one prompt (`[1, L, D]` states) for all; noise and timesteps from `rng`.
-fn conditioned_loss(
+pub fn conditioned_loss(
     editor: &InstructPix2Pix,
     schedule: &NoiseSchedule,
     target: Tensor<4>,
@@ -144,9 +144,46 @@ impl Generator<'_> {
     }
 }
 
-/// LoRA Reverse on pairs: with probability `exchange_prob` a pair is shown as `(A', A)`;
-/// `B = hflip(A)`, `B' = hflip(A')`; forward term `G(+Δ, B) -> B'`, reverse term
-/// `G(-Δ, B') -> B`, both in one batch of `2N`. `prompt` holds the text states (`[1, L, D]`).
+/// Random exchange: each pair is shown as `(A', A)` with probability `prob` (one draw per
+/// sample), as `(A, A')` otherwise. Returns the pairs as `H` sees them and which were swapped.
+pub fn exchange(before: Tensor<4>, after: Tensor<4>, prob: f64, rng: &mut StdRng) -> (Tensor<4>, Tensor<4>, Vec<bool>) {
+    let device = before.device();
+    let n = before.dims()[0];
+    let swapped: Vec<bool> = (0..n).map(|_| rng.random::<f64>() < prob).collect();
+    let swap: Vec<f32> = swapped.iter().map(|&s| if s { 1.0 } else { 0.0 }).collect();
+    let swap = Tensor::<1>::from_data(TensorData::new(swap, [n]), &device).reshape([n, 1, 1, 1]);
+    let keep = swap.clone().neg().add_scalar(1.0);
+    let a = before.clone() * keep.clone() + after.clone() * swap.clone();
+    let a_edited = after * keep + before * swap;
+    (a, a_edited, swapped)
+}
+
+/// What LoRA Reverse asks of G, one row per denoising sample: the condition image, the
+/// target image and the row's LoRA.
+pub struct ReverseRows {
+    pub conditions: Tensor<4>,
+    pub targets: Tensor<4>,
+    pub lora: LoraSet,
+}
+
+/// The rows of LoRA Reverse for pairs `(A, A')` and their `Δ`: with `B = hflip(A)` and
+/// `B' = hflip(A')` (the width axis), the forward rows `(B -> B', +Δ)` and, when `reverse`,
+/// the reverse rows `(B' -> B, -Δ)` after them.
+pub fn reverse_rows(a: Tensor<4>, a_edited: Tensor<4>, delta: LoraSet, reverse: bool) -> ReverseRows {
+    let (b, b_edited) = (a.flip([3]), a_edited.flip([3]));
+    if !reverse {
+        return ReverseRows { conditions: b, targets: b_edited, lora: delta };
+    }
+    ReverseRows {
+        conditions: Tensor::cat(vec![b.clone(), b_edited.clone()], 0),
+        targets: Tensor::cat(vec![b_edited, b], 0),
+        lora: LoraSet::cat(vec![delta.clone(), delta.negate()]),
+    }
+}
+
+/// LoRA Reverse on pairs: [`exchange`], `Δ = H(A, A')`, then the forward term `G(+Δ, B) -> B'`
+/// and the reverse term `G(-Δ, B') -> B` ([`reverse_rows`]) in one batch of `2N`, the reverse
+/// term weighted by `reverse_weight` (0: left out). `prompt` holds the text states (`[1, L, D]`).
 #[allow(clippy::too_many_arguments)]
 pub fn lora_reverse_loss(
     editor: &InstructPix2Pix,
@@ -158,26 +195,12 @@ pub fn lora_reverse_loss(
     objective: &ObjectiveConfig,
     rng: &mut StdRng,
 ) -> Loss {
-    let device = before.device();
     let n = before.dims()[0];
-    let swap: Vec<f32> =
-        (0..n).map(|_| if rng.random::<f64>() < objective.exchange_prob { 1.0 } else { 0.0 }).collect();
-    let swap = Tensor::<1>::from_data(TensorData::new(swap, [n]), &device).reshape([n, 1, 1, 1]);
-    let keep = swap.clone().neg().add_scalar(1.0);
-    let (a, a_edited) = (before.clone() * keep.clone() + after.clone() * swap.clone(), after * keep + before * swap);
-    let (b, b_edited) = (a.clone().flip([3]), a_edited.clone().flip([3]));
-    let delta = generator.generate(a, a_edited);
+    let (a, a_edited, _) = exchange(before, after, objective.exchange_prob, rng);
+    let delta = generator.generate(a.clone(), a_edited.clone());
     let reverse = objective.reverse_weight > 0.0;
-    let (x0_images, condition_images, lora) = if reverse {
-        (
-            Tensor::cat(vec![b_edited.clone(), b.clone()], 0),
-            Tensor::cat(vec![b, b_edited], 0),
-            LoraSet::cat(vec![delta.clone(), delta.negate()]),
-        )
-    } else {
-        (b_edited, b, delta)
-    };
-    let losses = conditioned_loss(editor, schedule, x0_images, condition_images, prompt, Some(&lora), rng);
+    let rows = reverse_rows(a, a_edited, delta, reverse);
+    let losses = conditioned_loss(editor, schedule, rows.targets, rows.conditions, prompt, Some(&rows.lora), rng);
     let forward = losses.clone().narrow(0, 0, n).mean();
     if !reverse {
         return Loss { terms: vec![("loss/forward", forward.clone())], total: forward };
@@ -216,5 +239,37 @@ mod tests {
         let mean = a.clone().mean().into_scalar::<f32>();
         let var = a.powi_scalar(2).mean().into_scalar::<f32>();
         assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.1, "mean {mean}, var {var}");
+    }
+
+    /// The argument order of a conditioned loss: `target` is what G must produce, `condition`
+    /// the image G is conditioned on (swapping them would train the reverse edit).
+    #[test]
+    fn a_conditioned_loss_denoises_towards_the_target_given_the_condition() {
+        let device = Device::flex();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/tiny-editor");
+        let editor = InstructPix2Pix::load(&dir, &device).unwrap();
+        let schedule = NoiseSchedule::new(&editor.scheduler);
+        let prompt = text_states(&editor, &[String::new()], &device);
+        let target: Tensor<4> = normal(&mut step_rng(1, 0, 0), [2, 3, 16, 16], &device);
+        let condition: Tensor<4> = normal(&mut step_rng(2, 0, 0), [2, 3, 16, 16], &device);
+        let got = conditioned_loss(
+            &editor,
+            &schedule,
+            target.clone(),
+            condition.clone(),
+            prompt.clone(),
+            None,
+            &mut step_rng(3, 0, 0),
+        );
+        // The same draws, in the same order: latent sampling noise, timesteps, noise.
+        let mut rng = step_rng(3, 0, 0);
+        let _ = normal::<4>(&mut rng, [2, 3, 16, 16], &device);
+        let timesteps = random_timesteps(&mut rng, 2, &schedule);
+        let noise = normal(&mut rng, [2, 3, 16, 16], &device);
+        let context = prompt.repeat_dim(0, 2);
+        let expected = denoising_loss(&editor.unet, &schedule, target, condition, context, None, &timesteps, noise);
+        let (got, expected): (Vec<f32>, Vec<f32>) =
+            (got.into_data().try_into_vec::<f32>().unwrap(), expected.into_data().try_into_vec::<f32>().unwrap());
+        assert_eq!(got, expected);
     }
 }
