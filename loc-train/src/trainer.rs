@@ -439,8 +439,9 @@ fn vocabulary(sets: &[OpenedSet]) -> Vec<String> {
     texts
 }
 
-/// The first `count` validation pairs across the data sets, prepared without randomness.
-fn validation_pairs(config: &Config, sets: &[OpenedSet], count: usize) -> anyhow::Result<Vec<PreparedPair>> {
+/// The first `count` validation pairs across the data sets, prepared without randomness: the
+/// probe's pairs.
+pub fn validation_pairs(config: &Config, sets: &[OpenedSet], count: usize) -> anyhow::Result<Vec<PreparedPair>> {
     let preprocess = Preprocess::new(config.data.resolution);
     let mut rng = step_rng(config.seed, u64::MAX, 2);
     let mut pairs = Vec::new();

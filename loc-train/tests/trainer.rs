@@ -9,7 +9,8 @@ use loc_core::pipeline::InstructPix2Pix;
 use loc_core::schedule::PredictionType;
 use loc_train::config::Config;
 use loc_train::models::{save_editor, tiny_editor};
-use loc_train::trainer::{RunOptions, run};
+use loc_train::probe::Probe;
+use loc_train::trainer::{RunOptions, run, validation_pairs};
 
 /// burn's initialisers draw from the device's one generator, seeded by each run: runs in
 /// parallel threads would interleave their draws, so these tests take turns.
@@ -100,6 +101,33 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     // Retention: the newest two checkpoints.
     let kept = loc_train::checkpoint::list(&dir.path().join("whole"));
     assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 6]);
+}
+
+/// What `H` is handed in training (the trainer's encoder, patch tokens, preprocessing) is what
+/// it is handed through the exported checkpoint that evaluation and `loc-eval` load: the
+/// run's last probe, recomputed from the checkpoint, is the same number.
+#[test]
+fn the_exported_checkpoint_generates_the_lora_the_trainer_probed_with() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let mut config = hypernet_config(&editor, &dir.path().join("run"), "");
+    config.model.hypernet.patches = true;
+    config.train.steps = 3;
+    let summary = run(&config, &RunOptions::default()).unwrap();
+    let (step, trained) = summary.probes.last().unwrap().clone();
+    assert_eq!(step, 3);
+    let device = Device::flex();
+    let model = LocModel::load(&dir.path().join("run/loc"), &device).unwrap();
+    assert!(model.manifest.hypernet.patch_dim.is_some(), "the checkpoint keeps the patch tokens");
+    let sets = config.data.open(config.seed, false).unwrap();
+    let pairs = validation_pairs(&config, &sets, config.probe.pairs).unwrap();
+    let probe = Probe::new(&pairs, &config.probe.timesteps, &model.editor, config.seed, &device);
+    let lora = model.generate(probe.before.clone(), probe.after.clone());
+    let loaded = probe.run(&model.editor, Some((&lora, &config.objective.prompt)));
+    let (trained, loaded) = (trained.lora.unwrap(), loaded.lora.unwrap());
+    assert!(loaded != probe.run(&model.editor, None).null, "H must have moved in 3 steps");
+    assert!((trained - loaded).abs() <= 1e-6 * trained.abs(), "trained {trained} vs loaded {loaded}");
 }
 
 #[test]
