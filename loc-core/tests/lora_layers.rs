@@ -169,6 +169,25 @@ fn weight_deltas(set: &LoraSet) -> Vec<Vec<f32>> {
 }
 
 #[test]
+fn norms_from_the_factors_equal_the_norms_of_the_materialised_updates() {
+    let device = device();
+    let delta = random_delta(3, 4, 6, 5, &device).scaled(-0.5);
+    let expected: Vec<f32> = (0..3)
+        .map(|i| values(delta.weight_delta().narrow(0, i, 1)).iter().map(|v| v * v).sum::<f32>().sqrt())
+        .collect();
+    let got = values(delta.frobenius_norms());
+    for (g, e) in got.iter().zip(&expected) {
+        assert!((g - e).abs() <= 1e-5 * e.max(1.0), "{got:?} vs {expected:?}");
+    }
+    let targets = [LoraTarget::linear("a", 6, 5), LoraTarget::linear("b", 3, 2)];
+    let set = set_of(&targets, 2, 4, &device);
+    let per_target: Vec<f32> = set.iter().map(|(_, d)| values(d.frobenius_norms().mean())[0]).collect();
+    let mean = values(set.mean_norm().unwrap())[0];
+    assert!((mean - (per_target[0] + per_target[1]) / 2.0).abs() < 1e-5);
+    assert!(LoraSet::new().mean_norm().is_none());
+}
+
+#[test]
 fn set_algebra_preserves_the_weight_updates() {
     let device = device();
     let targets = [LoraTarget::linear("a.to_q", 6, 5), LoraTarget::conv1x1("a.proj_in", 4, 3)];

@@ -102,6 +102,41 @@ fn a_zero_lora_changes_nothing_and_a_random_one_equals_the_merged_unet() {
     }
 }
 
+/// Each sample is computed from its own input and its own LoRA alone: LoRA Reverse puts the
+/// rows `B -> B'` and `B' -> B` of a pair in one batch, so any mixing across the batch would
+/// hand the forward rows their target (and training would learn to use it).
+#[test]
+fn a_sample_and_its_lora_give_the_same_output_whatever_its_batch_mates() {
+    let device = device();
+    for (name, channels) in [("unet_conv", 4), ("unet_linear", 8)] {
+        let unet = UNet2DConditionModel::load(&fixture(name), &device).unwrap();
+        let n = 4;
+        let sample = randn([n, channels, 16, 16], &device);
+        let timesteps = Tensor::<1>::from_floats([10.0, 300.0, 600.0, 990.0], &device);
+        let context = randn([n, 5, 12], &device);
+        let lora: LoraSet = unet
+            .lora_targets()
+            .iter()
+            .map(|t| {
+                let down = Tensor::random([n, 4, t.d_in], Distribution::Normal(0.0, 0.3), &device);
+                let up = Tensor::random([n, t.d_out, 4], Distribution::Normal(0.0, 0.3), &device);
+                (t.path.clone(), LoraDelta::new(down, up, 1.0))
+            })
+            .collect();
+        let batch = unet.forward(sample.clone(), timesteps.clone(), context.clone(), Some(&lora));
+        for i in 0..n {
+            let row = |t: Tensor<4>| t.narrow(0, i, 1);
+            let alone = unet.forward(
+                row(sample.clone()),
+                timesteps.clone().narrow(0, i, 1),
+                context.clone().narrow(0, i, 1),
+                Some(&lora.clone().select(&[i])),
+            );
+            assert_close(alone, row(batch.clone()), 1e-5);
+        }
+    }
+}
+
 #[test]
 fn bad_folders_and_configs_are_clear_errors() {
     let device = device();

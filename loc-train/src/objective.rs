@@ -202,12 +202,16 @@ pub fn lora_reverse_loss(
     let rows = reverse_rows(a, a_edited, delta, reverse);
     let losses = conditioned_loss(editor, schedule, rows.targets, rows.conditions, prompt, Some(&rows.lora), rng);
     let forward = losses.clone().narrow(0, 0, n).mean();
-    if !reverse {
-        return Loss { terms: vec![("loss/forward", forward.clone())], total: forward };
+    let mut terms = vec![("loss/forward", forward.clone())];
+    let mut total = forward;
+    if reverse {
+        let backward = losses.narrow(0, n, n).mean();
+        total = total + backward.clone().mul_scalar(objective.reverse_weight);
+        terms.push(("loss/reverse", backward));
     }
-    let backward = losses.narrow(0, n, n).mean();
-    let total = forward.clone() + backward.clone().mul_scalar(objective.reverse_weight);
-    Loss { terms: vec![("loss/forward", forward), ("loss/reverse", backward)], total }
+    // Logged, not optimised: a LoRA that grows without bound shows here first.
+    terms.extend(rows.lora.mean_norm().map(|norm| ("lora/norm", norm.detach())));
+    Loss { terms, total }
 }
 
 /// The quad term: `G(+Δ, B) -> B'` with `Δ = H(A, A')`, for data that has quads.

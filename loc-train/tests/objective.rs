@@ -218,11 +218,11 @@ fn the_loss_is_built_from_exactly_those_rows_and_weights_the_reverse_term() {
         assert!((scalar(&loss.terms[0].1) - forward).abs() < 1e-6, "loss/forward at weight {reverse_weight}");
         if reverse_weight == 0.0 {
             assert_eq!(per_row.len(), n, "no reverse rows at weight 0");
-            assert_eq!(names, ["loss/forward"]);
+            assert_eq!(names, ["loss/forward", "lora/norm"]);
             assert!((scalar(&loss.total) - forward).abs() < 1e-6);
         } else {
             let reverse = mean(&per_row[n..]);
-            assert_eq!(names, ["loss/forward", "loss/reverse"]);
+            assert_eq!(names, ["loss/forward", "loss/reverse", "lora/norm"]);
             assert!((scalar(&loss.terms[1].1) - reverse).abs() < 1e-6);
             let expected = forward + reverse_weight as f64 * reverse;
             assert!((scalar(&loss.total) - expected).abs() < 1e-6, "total at weight {reverse_weight}");

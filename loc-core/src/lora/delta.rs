@@ -131,6 +131,16 @@ impl LoraDelta {
         self.up.clone().matmul(self.down.clone()).mul_scalar(self.scale)
     }
 
+    /// `[N]` Frobenius norms `|ΔW_n|`, through the rank-`r` Gram matrices
+    /// (`|up·down|² = Σ (upᵀup) ⊙ (down·downᵀ)`) so that `ΔW` is never built.
+    pub fn frobenius_norms(&self) -> Tensor<1> {
+        let n = self.batch_size();
+        let up_gram = self.up.clone().swap_dims(1, 2).matmul(self.up.clone());
+        let down_gram = self.down.clone().matmul(self.down.clone().swap_dims(1, 2));
+        let squared = (up_gram * down_gram).reshape([n as i32, -1]).sum_dim(1).reshape([n]);
+        squared.clamp_min(0.0).sqrt().mul_scalar(self.scale.abs())
+    }
+
     /// `scale · up_n (down_n x_n)` for token inputs `x: [N, L, d_in]` -> `[N, L, d_out]`,
     /// two batched matmuls through the rank-`r` bottleneck.
     pub fn apply_tokens(&self, x: Tensor<3>) -> Tensor<3> {
@@ -203,6 +213,14 @@ impl LoraSet {
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &LoraDelta)> {
         self.deltas.iter().map(|(p, d)| (p.as_str(), d))
+    }
+
+    /// The mean over targets and samples of `|ΔW|` (Frobenius): how far the set moves the
+    /// model, a scalar worth logging while a hypernetwork trains.
+    pub fn mean_norm(&self) -> Option<Tensor<1>> {
+        let norms: Vec<Tensor<1>> = self.deltas.values().map(|d| d.frobenius_norms().mean()).collect();
+        let count = norms.len();
+        (count > 0).then(|| Tensor::cat(norms, 0).mean())
     }
 
     /// `N`, or `None` for an empty set.
