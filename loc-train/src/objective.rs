@@ -198,6 +198,8 @@ pub fn lora_reverse_loss(
     let n = before.dims()[0];
     let (a, a_edited, _) = exchange(before, after, objective.exchange_prob, rng);
     let delta = generator.generate(a.clone(), a_edited.clone());
+    // Logged, not optimised: a LoRA that grows without bound shows here first.
+    let norm = delta.mean_norm().map(|norm| ("lora/norm", norm.detach()));
     let reverse = objective.reverse_weight > 0.0;
     let rows = reverse_rows(a, a_edited, delta, reverse);
     let losses = conditioned_loss(editor, schedule, rows.targets, rows.conditions, prompt, Some(&rows.lora), rng);
@@ -209,8 +211,7 @@ pub fn lora_reverse_loss(
         total = total + backward.clone().mul_scalar(objective.reverse_weight);
         terms.push(("loss/reverse", backward));
     }
-    // Logged, not optimised: a LoRA that grows without bound shows here first.
-    terms.extend(rows.lora.mean_norm().map(|norm| ("lora/norm", norm.detach())));
+    terms.extend(norm);
     Loss { terms, total }
 }
 
@@ -243,37 +244,5 @@ mod tests {
         let mean = a.clone().mean().into_scalar::<f32>();
         let var = a.powi_scalar(2).mean().into_scalar::<f32>();
         assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.1, "mean {mean}, var {var}");
-    }
-
-    /// The argument order of a conditioned loss: `target` is what G must produce, `condition`
-    /// the image G is conditioned on (swapping them would train the reverse edit).
-    #[test]
-    fn a_conditioned_loss_denoises_towards_the_target_given_the_condition() {
-        let device = Device::flex();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/tiny-editor");
-        let editor = InstructPix2Pix::load(&dir, &device).unwrap();
-        let schedule = NoiseSchedule::new(&editor.scheduler);
-        let prompt = text_states(&editor, &[String::new()], &device);
-        let target: Tensor<4> = normal(&mut step_rng(1, 0, 0), [2, 3, 16, 16], &device);
-        let condition: Tensor<4> = normal(&mut step_rng(2, 0, 0), [2, 3, 16, 16], &device);
-        let got = conditioned_loss(
-            &editor,
-            &schedule,
-            target.clone(),
-            condition.clone(),
-            prompt.clone(),
-            None,
-            &mut step_rng(3, 0, 0),
-        );
-        // The same draws, in the same order: latent sampling noise, timesteps, noise.
-        let mut rng = step_rng(3, 0, 0);
-        let _ = normal::<4>(&mut rng, [2, 3, 16, 16], &device);
-        let timesteps = random_timesteps(&mut rng, 2, &schedule);
-        let noise = normal(&mut rng, [2, 3, 16, 16], &device);
-        let context = prompt.repeat_dim(0, 2);
-        let expected = denoising_loss(&editor.unet, &schedule, target, condition, context, None, &timesteps, noise);
-        let (got, expected): (Vec<f32>, Vec<f32>) =
-            (got.into_data().try_into_vec::<f32>().unwrap(), expected.into_data().try_into_vec::<f32>().unwrap());
-        assert_eq!(got, expected);
     }
 }

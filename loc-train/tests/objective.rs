@@ -1,7 +1,8 @@
 //! LoRA Reverse pinned down: the query is the width-flip of `A` and the target the width-flip
 //! of `A'`; the reverse rows use exactly `-Δ`, conditioned on `B'` towards `B`; random
 //! exchange swaps `A` and `A'` per sample at the configured rate; `reverse_weight = 0` leaves
-//! the reverse term out; the loss is made of exactly those rows.
+//! the reverse term out; the loss is made of exactly those rows, each denoised towards its
+//! target given its condition.
 
 use std::path::Path;
 
@@ -17,7 +18,8 @@ use loc_core::schedule::NoiseSchedule;
 use loc_train::config::ObjectiveConfig;
 use loc_train::models::tiny_vision_config;
 use loc_train::objective::{
-    Generator, conditioned_loss, exchange, lora_reverse_loss, reverse_rows, step_rng, text_states,
+    Generator, conditioned_loss, denoising_loss, exchange, lora_reverse_loss, normal, random_timesteps, reverse_rows,
+    step_rng, text_states,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -228,4 +230,28 @@ fn the_loss_is_built_from_exactly_those_rows_and_weights_the_reverse_term() {
             assert!((scalar(&loss.total) - expected).abs() < 1e-6, "total at weight {reverse_weight}");
         }
     }
+}
+
+/// The argument order of a conditioned loss: `target` is what G must produce, `condition` the
+/// image G is conditioned on (swapping them would train the reverse edit).
+#[test]
+fn a_conditioned_loss_denoises_towards_the_target_given_the_condition() {
+    let device = Device::flex();
+    let editor = editor(&device);
+    let schedule = NoiseSchedule::new(&editor.scheduler);
+    let prompt = text_states(&editor, &[String::new()], &device);
+    let shape = [2, 3, 16, 16];
+    let target: Tensor<4> = normal(&mut step_rng(1, 0, 0), shape, &device);
+    let condition: Tensor<4> = normal(&mut step_rng(2, 0, 0), shape, &device);
+    let rng = || step_rng(3, 0, 0);
+    let got = conditioned_loss(&editor, &schedule, target.clone(), condition.clone(), prompt.clone(), None, &mut rng());
+    // The same draws, in the same order: latent sampling noise, timesteps, noise.
+    let mut draws = rng();
+    let _ = normal::<4>(&mut draws, shape, &device);
+    let timesteps = random_timesteps(&mut draws, 2, &schedule);
+    let noise = normal(&mut draws, shape, &device);
+    let context = prompt.repeat_dim(0, 2);
+    let expected = denoising_loss(&editor.unet, &schedule, target, condition, context, None, &timesteps, noise);
+    let values = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(values(got), values(expected));
 }
