@@ -66,6 +66,11 @@ impl EditKind {
         EditKind::Border,
         EditKind::Invert,
     ];
+
+    /// Pixel edits act on any rendered image; the others change the scene before rendering.
+    pub fn acts_on_pixels(self) -> bool {
+        !matches!(self, EditKind::Recolour | EditKind::Background | EditKind::AddObject | EditKind::RemoveObject)
+    }
 }
 
 /// One edit: a kind and two continuous parameters in `[0, 1)`, mapped to each kind's range
@@ -135,6 +140,9 @@ impl Edit {
 
     /// `A -> A'` for a scene rendered at `resolution`.
     pub fn apply(&self, scene: &Scene, resolution: u32) -> RgbImage {
+        if self.kind.acts_on_pixels() {
+            return self.apply_pixels(&scene.render(resolution));
+        }
         let mut edited = scene.clone();
         let (colour, _) = self.colour();
         match self.kind {
@@ -149,7 +157,7 @@ impl Edit {
             EditKind::RemoveObject => {
                 edited.objects.remove(scene.largest());
             }
-            _ => return self.apply_pixels(&scene.render(resolution)),
+            _ => unreachable!("pixel edits return above"),
         }
         edited.render(resolution)
     }

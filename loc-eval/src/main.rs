@@ -123,6 +123,35 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The paper's smaller claims on the procedural world's held-out split: one LoRA reused
+    /// on many queries, +Δ then -Δ, and two LoRAs composed (`claims.json`, `claims.md`).
+    Claims {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Use the LoRA in every branch with this text guidance on the prompt, as a run's
+        /// `[eval]` without `lora_guidance` does, instead of LoRA guidance.
+        #[arg(long)]
+        lora_in_every_branch: bool,
+        /// The text the editor gets with the LoRA.
+        #[arg(long, default_value = "")]
+        prompt: String,
+        /// Reuse: edits, and queries per edit.
+        #[arg(long, default_value_t = 8)]
+        groups: usize,
+        #[arg(long, default_value_t = 16)]
+        queries: usize,
+        /// Reverse: held-out quads.
+        #[arg(long, default_value_t = 64)]
+        reverse: usize,
+        /// Composition: scene + pixel edit couples.
+        #[arg(long, default_value_t = 64)]
+        compose: usize,
+        /// `claims.json` and `claims.md` go here.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Apply the change shown by a before/after pair (or stored in a LoRA file) to a query image.
     Edit {
         /// A LoC checkpoint folder (loc_checkpoint.json + hypernet.safetensors).
@@ -333,6 +362,31 @@ fn main() -> anyhow::Result<()> {
             result.write(&out)?;
             examples.save(out.join("examples.png")).context("writing the contact sheet")?;
             println!("{}", result.markdown());
+            Ok(())
+        }
+        Command::Claims {
+            checkpoint,
+            sampling,
+            lora_in_every_branch,
+            prompt,
+            groups,
+            queries,
+            reverse,
+            compose,
+            out,
+        } => {
+            use loc_eval::claims::{ClaimSizes, ClaimsEval, held_out_world};
+            let device = Device::flex();
+            let model = loc_core::checkpoint::LocModel::load(&checkpoint, &device)?;
+            let options = sampling.options(!lora_in_every_branch);
+            let generate = |a, a_edited| model.generate(a, a_edited);
+            let eval =
+                ClaimsEval { editor: &model.editor, generator: &generate, options, prompt: &prompt, device: &device };
+            let world = held_out_world(model.manifest.resolution, sampling.seed);
+            let claims = eval.evaluate(&world, ClaimSizes { groups, queries, reverse, compose });
+            let markdown = claims.markdown();
+            report::write(&out.join("claims.json"), &claims, &markdown)?;
+            println!("{markdown}");
             Ok(())
         }
         Command::Edit { checkpoint, before, after, lora, query, out, sampling, strength, negate } => {

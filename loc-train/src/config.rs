@@ -222,11 +222,13 @@ pub struct ProbeConfig {
     pub timesteps: Vec<usize>,
     /// Probe every this many steps (and at step 0 and the end).
     pub every: u64,
+    /// Held-out quads of `[eval] quads` (the first ones) also probed, `B` towards `B'`; 0: none.
+    pub quads: usize,
 }
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        Self { pairs: 16, timesteps: vec![100, 300, 500, 700, 900], every: 50 }
+        Self { pairs: 16, timesteps: vec![100, 300, 500, 700, 900], every: 50, quads: 0 }
     }
 }
 
@@ -452,6 +454,9 @@ impl Config {
         if self.probe.timesteps.is_empty() {
             return Err(("probe.timesteps", "must list at least one timestep".into()));
         }
+        if self.probe.quads > 0 && self.eval.is_none() {
+            return Err(("probe.quads", "draws from [eval] quads: add an [eval] section or set it to 0".into()));
+        }
         if let Some(eval) = &self.eval {
             if !matches!(eval.quads, SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. }) {
                 return Err((
@@ -588,6 +593,7 @@ source = { kind = "synthetic", len = 100 }
             ("model.train_image_encoder=false", "`model.train_image_encoder` must be true"),
             ("model.hypernet.width=30", "`model.hypernet.width` 30 is not a multiple of heads = 8"),
             ("stage=\"editor\"", "`model.editor_preset` conflicts"),
+            ("probe.quads=8", "`probe.quads` draws from [eval] quads"),
         ];
         for (item, expected) in cases {
             let mut items = vec![item];

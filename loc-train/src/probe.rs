@@ -3,14 +3,17 @@
 //! instruction and G with the generated LoRA. With everything fixed, differences between
 //! probes are the model's alone; it moves long before sampled metrics do (`tiny-world.md`).
 //!
-//! The probe shows G the pair's mirror image, as training does: condition `hflip(A)`,
-//! target `hflip(A')`.
+//! The pair probe shows G the pair's mirror image, as training does: condition `hflip(A)`,
+//! target `hflip(A')`. There, a LoRA that pastes A' over its input is not penalised. The quad
+//! probe (`[probe] quads`) shows G held-out quads: `H(A, A')` applied to a new scene `B`,
+//! towards `B'`, so leakage of A' into B raises it during training, not only at the end.
 
 use burn::prelude::*;
 use loc_core::lora::LoraSet;
 use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, target_latents};
 use loc_core::schedule::NoiseSchedule;
-use loc_data::pipeline::{PreparedPair, images_to_tensor};
+use loc_data::pipeline::{PreparedPair, PreparedQuad, images_to_tensor};
+use rand::rngs::StdRng;
 
 use crate::objective::{denoising_loss, normal, step_rng, text_states};
 
@@ -23,12 +26,12 @@ pub struct ProbeResult {
 }
 
 impl ProbeResult {
-    /// `(tag, value)` pairs for the logs.
-    pub fn scalars(&self) -> Vec<(&'static str, f64)> {
-        let mut out = vec![("probe/null", self.null)];
-        out.extend(self.text.map(|v| ("probe/text", v)));
-        out.extend(self.lora.map(|v| ("probe/lora", v)));
-        out
+    /// `(tag, value)` pairs for the logs: `probe/{prefix}null`, `.../text`, `.../lora`.
+    pub fn scalars(&self, prefix: &str) -> Vec<(String, f64)> {
+        [("null", Some(self.null)), ("text", self.text), ("lora", self.lora)]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (format!("probe/{prefix}{name}"), v)))
+            .collect()
     }
 }
 
@@ -37,7 +40,7 @@ pub struct Probe {
     pub before: Tensor<4>,
     pub after: Tensor<4>,
     pub instructions: Vec<String>,
-    /// Every pair at every probed timestep, timestep-major.
+    /// Every item at every probed timestep, timestep-major.
     timesteps: Vec<usize>,
     noise: Tensor<4>,
     x0: Tensor<4>,
@@ -45,6 +48,7 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// The pair probe: each pair's mirror image, noise from the run's probe stream.
     pub fn new(
         pairs: &[PreparedPair],
         timesteps: &[usize],
@@ -52,18 +56,40 @@ impl Probe {
         seed: u64,
         device: &Device,
     ) -> Self {
-        let before = images_to_tensor(&pairs.iter().map(|p| &p.before).collect::<Vec<_>>(), device);
-        let after = images_to_tensor(&pairs.iter().map(|p| &p.after).collect::<Vec<_>>(), device);
-        let p = pairs.len();
+        let mirrored: Vec<PreparedQuad> = pairs
+            .iter()
+            .map(|pair| PreparedQuad {
+                pair: pair.clone(),
+                query: image::imageops::flip_horizontal(&pair.before),
+                target: image::imageops::flip_horizontal(&pair.after),
+            })
+            .collect();
+        Self::quads(&mirrored, timesteps, editor, step_rng(seed, u64::MAX, 1), device)
+    }
+
+    /// The probe of `G` on each quad's `B` towards `B'`, with `H(A, A')` and the quad's
+    /// instruction; `rng` fixes the latent samples and the noise.
+    pub fn quads(
+        quads: &[PreparedQuad],
+        timesteps: &[usize],
+        editor: &InstructPix2Pix,
+        mut rng: StdRng,
+        device: &Device,
+    ) -> Self {
+        let stack = |f: &dyn Fn(&PreparedQuad) -> &image::RgbImage| {
+            images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device)
+        };
+        let (before, after) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after));
+        let (query, target) = (stack(&|q| &q.query), stack(&|q| &q.target));
+        let n = quads.len();
         let t = timesteps.len();
         let vae = editor.vae.as_ref();
-        let mut rng = step_rng(seed, u64::MAX, 1);
-        let shape = latent_shape(vae, after.dims());
-        let x0 = target_latents(vae, after.clone().flip([3]), normal(&mut rng, shape, device)).repeat_dim(0, t);
-        let condition = condition_latents(vae, before.clone().flip([3])).repeat_dim(0, t);
-        let noise = normal(&mut rng, [p * t, shape[1], shape[2], shape[3]], device);
-        let timesteps = timesteps.iter().flat_map(|&s| std::iter::repeat_n(s, p)).collect();
-        let instructions = pairs.iter().map(|p| p.instruction.clone()).collect();
+        let shape = latent_shape(vae, target.dims());
+        let x0 = target_latents(vae, target, normal(&mut rng, shape, device)).repeat_dim(0, t);
+        let condition = condition_latents(vae, query).repeat_dim(0, t);
+        let noise = normal(&mut rng, [n * t, shape[1], shape[2], shape[3]], device);
+        let timesteps = timesteps.iter().flat_map(|&s| std::iter::repeat_n(s, n)).collect();
+        let instructions = quads.iter().map(|q| q.pair.instruction.clone()).collect();
         Self { before, after, instructions, timesteps, noise, x0, condition }
     }
 
@@ -86,7 +112,7 @@ impl Probe {
         losses.mean().into_scalar::<f32>() as f64
     }
 
-    /// The probe of `editor`, and of `lora` (one per pair, from `H(A, A')`) with `prompt`.
+    /// The probe of `editor`, and of `lora` (one per item, from `H(A, A')`) with `prompt`.
     pub fn run(&self, editor: &InstructPix2Pix, lora: Option<(&LoraSet, &str)>) -> ProbeResult {
         let n = self.instructions.len();
         let null = self.loss(editor, &vec![String::new(); n], None);

@@ -61,6 +61,8 @@ pub struct RunSummary {
     /// `(step, loss)` of every step this invocation ran.
     pub losses: Vec<(u64, f64)>,
     pub probes: Vec<(u64, ProbeResult)>,
+    /// The quad probe's results (`[probe] quads`).
+    pub quad_probes: Vec<(u64, ProbeResult)>,
     /// Steps done (all invocations).
     pub steps_done: u64,
     pub bad_steps: u64,
@@ -463,6 +465,17 @@ pub fn validation_pairs(config: &Config, sets: &[OpenedSet], count: usize) -> an
     Ok(pairs)
 }
 
+/// The quad probe on the first `probe.quads` quads of `[eval] quads`, if asked for.
+pub fn quad_probe(config: &Config, editor: &InstructPix2Pix, device: &Device) -> anyhow::Result<Option<Probe>> {
+    let (Some(eval), count @ 1..) = (&config.eval, config.probe.quads) else { return Ok(None) };
+    let (quads, _) = loc_eval::quads::prepare_quads(&eval.quads, count, config.seed, config.data.resolution)?;
+    if quads.is_empty() {
+        bail!("probe.quads: no readable quad among the first {count} of [eval] quads");
+    }
+    let rng = step_rng(config.seed, u64::MAX, 3);
+    Ok(Some(Probe::quads(&quads, &config.probe.timesteps, editor, rng, device)))
+}
+
 fn train<T: Trainee>(
     mut trainee: T,
     config: &Config,
@@ -491,6 +504,7 @@ fn train<T: Trainee>(
     let probe_pairs = validation_pairs(config, sets, config.probe.pairs)?;
     let plain = device.clone().inner();
     let probe = Probe::new(&probe_pairs, &config.probe.timesteps, &trainee.editor().valid(), config.seed, &plain);
+    let quad_probe = quad_probe(config, &trainee.editor().valid(), &plain)?;
     let sample_options = config.eval.as_ref().map_or(EditOptions::default(), |e| EditOptions {
         steps: e.steps,
         text_guidance: e.text_guidance,
@@ -510,6 +524,7 @@ fn train<T: Trainee>(
     let mut summary = RunSummary {
         losses: Vec::new(),
         probes: Vec::new(),
+        quad_probes: Vec::new(),
         steps_done: 0,
         bad_steps: 0,
         exported: None,
@@ -517,10 +532,15 @@ fn train<T: Trainee>(
     };
     let probe_now = |trainee: &T, step: u64, logger: &mut Logger, summary: &mut RunSummary| {
         let result = trainee.probe(&probe, config);
-        logger.scalars(step, &result.scalars());
-        let text = result.scalars().iter().map(|(k, v)| format!("{k} {v:.5}")).collect::<Vec<_>>().join(", ");
+        let quad_result = quad_probe.as_ref().map(|quads| trainee.probe(quads, config));
+        let mut scalars = result.scalars("");
+        scalars.extend(quad_result.iter().flat_map(|r| r.scalars("quad_")));
+        let tagged: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        logger.scalars(step, &tagged);
+        let text = scalars.iter().map(|(k, v)| format!("{k} {v:.5}")).collect::<Vec<_>>().join(", ");
         logger.line(&format!("step {step}: {text}"));
         summary.probes.push((step, result));
+        summary.quad_probes.extend(quad_result.map(|r| (step, r)));
     };
     if state.step == 0 {
         probe_now(&trainee, 0, &mut logger, &mut summary);

@@ -10,7 +10,7 @@ use loc_core::schedule::PredictionType;
 use loc_train::config::Config;
 use loc_train::models::{save_editor, tiny_editor};
 use loc_train::probe::Probe;
-use loc_train::trainer::{RunOptions, run, validation_pairs};
+use loc_train::trainer::{RunOptions, quad_probe, run, validation_pairs};
 
 /// burn's initialisers draw from the device's one generator, seeded by each run: runs in
 /// parallel threads would interleave their draws, so these tests take turns.
@@ -105,16 +105,25 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
 
 /// What `H` is handed in training (the trainer's encoder, patch tokens, preprocessing) is what
 /// it is handed through the exported checkpoint that evaluation and `loc-eval` load: the
-/// run's last probe, recomputed from the checkpoint, is the same number.
+/// run's last probes (pairs and held-out quads), recomputed from the checkpoint, are the same
+/// numbers.
 #[test]
 fn the_exported_checkpoint_generates_the_lora_the_trainer_probed_with() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let editor = editor_folder(dir.path());
-    let mut config = hypernet_config(&editor, &dir.path().join("run"), "");
+    let eval = "[eval]\nquads = { kind = \"synthetic\", len = 8, held_out = true }\ncount = 2\nsteps = 2";
+    let mut config = hypernet_config(&editor, &dir.path().join("run"), eval);
     config.model.hypernet.patches = true;
     config.train.steps = 3;
+    config.probe.quads = 3;
     let summary = run(&config, &RunOptions::default()).unwrap();
+    // The quad probe runs from step 0, where H's LoRA is still zero, to the end.
+    let quad_steps: Vec<u64> = summary.quad_probes.iter().map(|(step, _)| *step).collect();
+    assert_eq!(quad_steps, [0, 3]);
+    let first = &summary.quad_probes[0].1;
+    assert_eq!(first.lora, Some(first.null));
+    assert_ne!(first.null, summary.probes[0].1.null, "the quad probe edits other images than the pair probe");
     let (step, trained) = summary.probes.last().unwrap().clone();
     assert_eq!(step, 3);
     let device = Device::flex();
@@ -128,6 +137,13 @@ fn the_exported_checkpoint_generates_the_lora_the_trainer_probed_with() {
     let (trained, loaded) = (trained.lora.unwrap(), loaded.lora.unwrap());
     assert!(loaded != probe.run(&model.editor, None).null, "H must have moved in 3 steps");
     assert!((trained - loaded).abs() <= 1e-6 * trained.abs(), "trained {trained} vs loaded {loaded}");
+
+    let quads = quad_probe(&config, &model.editor, &device).unwrap().unwrap();
+    let lora = model.generate(quads.before.clone(), quads.after.clone());
+    let loaded = quads.run(&model.editor, Some((&lora, &config.objective.prompt))).lora.unwrap();
+    let trained = summary.quad_probes.last().unwrap().1.lora.unwrap();
+    assert!(loaded != first.null, "H must have moved in 3 steps");
+    assert!((trained - loaded).abs() <= 1e-6 * trained.abs(), "quads: trained {trained} vs loaded {loaded}");
 }
 
 #[test]
