@@ -138,15 +138,15 @@ enum Command {
         #[arg(long, default_value = "")]
         prompt: String,
         /// Reuse: edits, and queries per edit.
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = loc_eval::claims::ClaimSizes::default().groups)]
         groups: usize,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = loc_eval::claims::ClaimSizes::default().queries)]
         queries: usize,
         /// Reverse: held-out quads.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = loc_eval::claims::ClaimSizes::default().reverse)]
         reverse: usize,
         /// Composition: scene + pixel edit couples.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = loc_eval::claims::ClaimSizes::default().compose)]
         compose: usize,
         /// `claims.json` and `claims.md` go here.
         #[arg(long)]
