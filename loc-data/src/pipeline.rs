@@ -179,6 +179,12 @@ pub struct PreparedQuad {
     pub target: RgbImage,
 }
 
+/// `[A, A', B, B']` of `quads` (of one size), each as `[N, 3, H, W]` in `[-1, 1]`.
+pub fn quad_tensors(quads: &[PreparedQuad], device: &Device) -> [Tensor<4>; 4] {
+    let stack = |f: fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
+    [stack(|q| &q.pair.before), stack(|q| &q.pair.after), stack(|q| &q.query), stack(|q| &q.target)]
+}
+
 /// Images of one size as `[N, 3, H, W]` in `[-1, 1]`.
 pub fn images_to_tensor(images: &[&RgbImage], device: &Device) -> Tensor<4> {
     let (w, h) = images.first().map_or((0, 0), |i| i.dimensions());

@@ -19,7 +19,7 @@ use loc_data::pipeline::images_to_tensor;
 use loc_data::world::{Edit, SyntheticWorld, WorldSample, WorldSplit};
 use serde::Serialize;
 
-use crate::generate::tensor_image;
+use crate::generate::tensor_images;
 use crate::metrics::pixel::distances;
 use crate::quads::LoraGenerator;
 use crate::report;
@@ -225,7 +225,7 @@ impl ClaimsEval<'_> {
         let options = EditOptions { seed: self.options.seed + batch, ..self.options.clone() };
         let prompts = vec![self.prompt; images.len()];
         let out = self.editor.edit_with_prompts(self.tensor(images), &prompts, lora, &options);
-        (0..images.len()).map(|i| tensor_image(out.clone().narrow(0, i, 1))).collect()
+        tensor_images(out)
     }
 
     pub fn reuse(&self, groups: &[ReuseGroup]) -> Reuse {

@@ -38,6 +38,11 @@ pub fn tensor_image(x: Tensor<4>) -> RgbImage {
     })
 }
 
+/// Every image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.
+pub fn tensor_images(x: Tensor<4>) -> Vec<RgbImage> {
+    (0..x.dims()[0]).map(|i| tensor_image(x.clone().narrow(0, i, 1))).collect()
+}
+
 /// Where pair mode's visual instruction for a turn comes from.
 pub enum PairSource {
     /// The turn's own input and ground-truth output: an upper bound (the answer is shown).

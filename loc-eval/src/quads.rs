@@ -16,11 +16,11 @@ use image::RgbImage;
 use loc_core::lora::LoraSet;
 use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_data::config::SourceConfig;
-use loc_data::pipeline::{PreparedQuad, Preprocess, images_to_tensor};
+use loc_data::pipeline::{PreparedQuad, Preprocess, quad_tensors};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::generate::tensor_image;
+use crate::generate::tensor_images;
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
 use crate::metrics::pixel::{distances, pixel_scores};
@@ -180,9 +180,7 @@ impl QuadEval<'_> {
     /// Outputs of every method for a chunk of quads, in `[-1, 1]`, by method name.
     fn outputs(&self, quads: &[PreparedQuad], seed: u64) -> Vec<(String, Tensor<4>)> {
         let (editor, s, device) = (self.editor, &self.sampling, self.device);
-        let stack =
-            |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
-        let (a, a_edited, b) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query));
+        let [a, a_edited, b, _] = quad_tensors(quads, device);
         let n = quads.len();
         let text_options = EditOptions {
             steps: s.steps,
@@ -217,9 +215,7 @@ impl QuadEval<'_> {
             let results: Vec<(String, Vec<RgbImage>)> = self
                 .outputs(chunk, self.seed + c as u64)
                 .into_iter()
-                .map(|(method, batch)| {
-                    (method, (0..chunk.len()).map(|i| tensor_image(batch.clone().narrow(0, i, 1))).collect())
-                })
+                .map(|(method, batch)| (method, tensor_images(batch)))
                 .collect();
             let images = |q: fn(&PreparedQuad) -> &RgbImage| chunk.iter().map(q).collect::<Vec<_>>();
             // Per quad: the change the pair shows, E(A') - E(A); E(B); E(B').

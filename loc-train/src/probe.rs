@@ -12,7 +12,7 @@ use burn::prelude::*;
 use loc_core::lora::LoraSet;
 use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, target_latents};
 use loc_core::schedule::NoiseSchedule;
-use loc_data::pipeline::{PreparedPair, PreparedQuad, images_to_tensor};
+use loc_data::pipeline::{PreparedPair, PreparedQuad, quad_tensors};
 use rand::rngs::StdRng;
 
 use crate::objective::{denoising_loss, normal, step_rng, text_states};
@@ -76,11 +76,7 @@ impl Probe {
         mut rng: StdRng,
         device: &Device,
     ) -> Self {
-        let stack = |f: &dyn Fn(&PreparedQuad) -> &image::RgbImage| {
-            images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device)
-        };
-        let (before, after) = (stack(&|q| &q.pair.before), stack(&|q| &q.pair.after));
-        let (query, target) = (stack(&|q| &q.query), stack(&|q| &q.target));
+        let [before, after, query, target] = quad_tensors(quads, device);
         let n = quads.len();
         let t = timesteps.len();
         let vae = editor.vae.as_ref();

@@ -22,7 +22,7 @@ use loc_core::unet::UNet2DConditionModel;
 use loc_core::weights::load_safetensors;
 use loc_data::config::OpenedSet;
 use loc_data::loader::PairBatch;
-use loc_data::pipeline::{PreparedPair, PreparedQuad, Preprocess, images_to_tensor};
+use loc_data::pipeline::{PreparedPair, PreparedQuad, Preprocess, quad_tensors};
 use loc_data::record::QuadRecord;
 use rand::RngExt;
 use rand::rngs::StdRng;
@@ -335,9 +335,7 @@ impl QuadSampler {
             }
         }
         assert!(!quads.is_empty(), "no readable quad in 64 draws per item of the quad term");
-        let stack =
-            |f: &dyn Fn(&PreparedQuad) -> &RgbImage| images_to_tensor(&quads.iter().map(f).collect::<Vec<_>>(), device);
-        [stack(&|q| &q.pair.before), stack(&|q| &q.pair.after), stack(&|q| &q.query), stack(&|q| &q.target)]
+        quad_tensors(&quads, device)
     }
 }
 
@@ -503,8 +501,11 @@ fn train<T: Trainee>(
     let mut logger = Logger::new(out, state.step, total, options.echo);
     let probe_pairs = validation_pairs(config, sets, config.probe.pairs)?;
     let plain = device.clone().inner();
-    let probe = Probe::new(&probe_pairs, &config.probe.timesteps, &trainee.editor().valid(), config.seed, &plain);
-    let quad_probe = quad_probe(config, &trainee.editor().valid(), &plain)?;
+    let (probe, quad_probe) = {
+        let frozen = trainee.editor().valid();
+        let pairs = Probe::new(&probe_pairs, &config.probe.timesteps, &frozen, config.seed, &plain);
+        (pairs, quad_probe(config, &frozen, &plain)?)
+    };
     let sample_options = config.eval.as_ref().map_or(EditOptions::default(), |e| EditOptions {
         steps: e.steps,
         text_guidance: e.text_guidance,
