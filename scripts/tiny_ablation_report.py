@@ -224,12 +224,12 @@ def curves(runs, arms, seeds):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
     references = {}
     for i, arm in enumerate(arms):
+        probes = [scalars(os.path.join(runs, arm, f"seed-{seed}"), "probe/") for seed in seeds]
         for panel, (tag, title) in enumerate(
             [("probe/quad_lora", "quad probe: G + H(A, A') on B towards B'"), ("probe/lora", "pair probe (mirrored pair)")]
         ):
             series = []
-            for seed in seeds:
-                values = scalars(os.path.join(runs, arm, f"seed-{seed}"), "probe/")
+            for values in probes:
                 if tag in values:
                     series.append(values[tag])
                     null_tag = tag.replace("lora", "null")
