@@ -14,6 +14,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::ClipVisionModelWithProjection;
+use crate::device::{Precision, cast_module};
 use crate::error::ModelError;
 use crate::hypernet::{HypernetConfig, Hypernetwork, pair_features, select_targets};
 use crate::lora::LoraSet;
@@ -66,6 +67,11 @@ impl LocModel {
         let targets = select_targets(&editor.unet.lora_targets(), &suffixes);
         let hypernet = load_safetensors(manifest.hypernet.init(&targets, device), &dir.join(WEIGHTS))?.no_grad();
         Ok(Self { editor, encoder, hypernet, manifest })
+    }
+
+    /// The frozen editor and image encoder in `precision`; `H` stays f32.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { editor: self.editor.with_precision(precision), encoder: cast_module(self.encoder, precision), ..self }
     }
 
     /// `Δ = H(A, A')` for images in `[-1, 1]` at the model resolution.

@@ -4,6 +4,7 @@
 //!   kohya / PEFT files.
 //! - [`checkpoint`]: what a LoC run leaves behind (manifest + `H`'s weights) and `LocModel`.
 //! - [`clip`]: the CLIP text encoder, BPE tokenizer, vision tower, and projections.
+//! - [`device`]: a device and a precision from their names (`--device cuda:1`, `bf16`).
 //! - [`hypernet`]: `H`, a before/after pair's features to a LoRA set for the UNet's targets.
 //! - [`nn`]: blocks shared by the diffusers models (attention, resnet, transformer, embeddings).
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
@@ -18,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod device;
 pub mod error;
 pub mod hypernet;
 pub mod lora;

@@ -9,6 +9,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 
 use crate::clip::{ClipTextModel, ClipTokenizer};
+use crate::device::{Precision, cast_module};
 use crate::error::ModelError;
 use crate::lora::LoraSet;
 use crate::schedule::{Ddim, SchedulerConfig};
@@ -39,6 +40,7 @@ impl Default for EditOptions {
 /// A frozen InstructPix2Pix: UNet (8 input channels), VAE, CLIP text encoder and tokenizer,
 /// and the scheduler settings. Without a VAE the editor works in pixel space (UNet with 6
 /// input and 3 output channels): small editors, like the tiny world's, need no autoencoder.
+#[derive(Clone)]
 pub struct InstructPix2Pix {
     pub unet: UNet2DConditionModel,
     pub vae: Option<AutoencoderKL>,
@@ -59,6 +61,17 @@ impl InstructPix2Pix {
             tokenizer: ClipTokenizer::load(&dir.join("tokenizer"))?,
             scheduler: SchedulerConfig::load(&dir.join("scheduler").join("scheduler_config.json"))?,
         })
+    }
+
+    /// The UNet, VAE and text encoder stored and run in `precision` (inputs and outputs stay
+    /// f32). For inference or a frozen editor; a trained module should stay f32.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self {
+            unet: cast_module(self.unet, precision),
+            vae: self.vae.map(|vae| cast_module(vae, precision)),
+            text_encoder: cast_module(self.text_encoder, precision),
+            ..self
+        }
     }
 
     /// A copy for inference on the plain (non-autodiff) device, gradients off: sampling with

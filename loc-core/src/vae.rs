@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::silu;
 use serde::Deserialize;
 
+use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
 use crate::nn::attention::Attention;
 use crate::nn::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
@@ -256,10 +257,11 @@ impl AutoencoderKL {
         .map(Module::no_grad)
     }
 
-    /// `x: [N, 3, H, W]` in `[-1, 1]` -> the latent distribution (`[N, z, H/f, W/f]`).
+    /// `x: [N, 3, H, W]` in `[-1, 1]` -> the latent distribution (`[N, z, H/f, W/f]`), in f32
+    /// whatever the weights' dtype.
     pub fn encode(&self, x: Tensor<4>) -> LatentDistribution {
         let e = &self.encoder;
-        let mut h = e.conv_in.forward(x);
+        let mut h = e.conv_in.forward(to_dtype(x, e.conv_in.weight.val().dtype()));
         for block in &e.down_blocks {
             for resnet in &block.resnets {
                 h = resnet.forward(h, None);
@@ -274,14 +276,16 @@ impl AutoencoderKL {
             moments = conv.forward(moments);
         }
         let z = self.config.latent_channels;
+        let moments = to_f32(moments);
         let mean = moments.clone().narrow(1, 0, z);
         let logvar = moments.narrow(1, z, z).clamp(-30.0, 20.0);
         LatentDistribution { mean, logvar }
     }
 
-    /// Latents (unscaled) -> images in about `[-1, 1]`.
+    /// Latents (unscaled) -> images in about `[-1, 1]`, in f32 whatever the weights' dtype.
     pub fn decode(&self, z: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
+        let z = to_dtype(z, d.conv_in.weight.val().dtype());
         let z = match &self.post_quant_conv {
             Some(conv) => conv.forward(z),
             None => z,
@@ -296,7 +300,7 @@ impl AutoencoderKL {
                 h = up.forward(h, [2 * height, 2 * width]);
             }
         }
-        d.conv_out.forward(silu(d.conv_norm_out.forward(h)))
+        to_f32(d.conv_out.forward(silu(d.conv_norm_out.forward(h))))
     }
 
     /// The factor that scales latents to unit variance for the UNet.

@@ -14,6 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::{activation, check_encoder, check_patches};
+use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
 use crate::weights::{load_safetensors_part, read_config};
 
@@ -224,7 +225,8 @@ impl ViTModel {
         let size = self.config.image_size;
         assert!(h == size && w == size, "ViTModel: {h}x{w} pixel_values for a {size}x{size} model");
         let d = self.config.hidden_size;
-        let patches = e.patch_embeddings.projection.forward(pixel_values);
+        let dtype = e.patch_embeddings.projection.weight.val().dtype();
+        let patches = e.patch_embeddings.projection.forward(to_dtype(pixel_values, dtype));
         let count = self.config.patches();
         let patches = patches.reshape([n, d, count]).swap_dims(1, 2);
         let class = e.cls_token.val().repeat_dim(0, n);
@@ -232,7 +234,7 @@ impl ViTModel {
         for layer in &self.encoder.layer {
             x = layer.forward(x);
         }
-        self.layernorm.forward(x)
+        to_f32(self.layernorm.forward(x))
     }
 
     /// The class token after the final LayerNorm, `[N, D]`: DINO's image embedding.

@@ -20,6 +20,7 @@ use anyhow::{Context, anyhow};
 use burn::prelude::*;
 use clap::ValueEnum;
 use loc_core::clip::{ClipTextModel, ClipTextModelWithProjection, ClipVisionModelWithProjection};
+use loc_core::device::{Precision, cast_module};
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
 use loc_core::vit::ViTModel;
@@ -73,13 +74,20 @@ fn output<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<(String, V
 }
 
 /// Runs `component` from `model_dir` on `inputs`, writing `output`.
-pub fn run(component: Component, model_dir: &Path, inputs: &Path, output_path: &Path) -> anyhow::Result<()> {
-    let device = Device::flex();
+pub fn run(
+    component: Component,
+    model_dir: &Path,
+    inputs: &Path,
+    output_path: &Path,
+    device: &Device,
+    precision: Precision,
+) -> anyhow::Result<()> {
+    let device = device.clone();
     let tensors = read_safetensors(inputs)?;
     let inputs = Inputs { file: inputs, tensors, device: device.clone() };
     let outputs = match component {
         Component::Unet => {
-            let unet = UNet2DConditionModel::load(model_dir, &device)?;
+            let unet = cast_module(UNet2DConditionModel::load(model_dir, &device)?, precision);
             let sample = unet.forward(
                 inputs.float::<4>("sample")?,
                 inputs.float::<1>("timestep")?,
@@ -89,30 +97,30 @@ pub fn run(component: Component, model_dir: &Path, inputs: &Path, output_path: &
             vec![output("sample", sample)?]
         }
         Component::VaeEncode => {
-            let vae = AutoencoderKL::load(model_dir, &device)?;
+            let vae = cast_module(AutoencoderKL::load(model_dir, &device)?, precision);
             vec![output("mean", vae.encode(inputs.float::<4>("sample")?).mean)?]
         }
         Component::VaeDecode => {
-            let vae = AutoencoderKL::load(model_dir, &device)?;
+            let vae = cast_module(AutoencoderKL::load(model_dir, &device)?, precision);
             vec![output("sample", vae.decode(inputs.float::<4>("latents")?))?]
         }
         Component::ClipText => {
-            let clip = ClipTextModel::load(model_dir, &device)?;
+            let clip = cast_module(ClipTextModel::load(model_dir, &device)?, precision);
             let out = clip.forward(inputs.ints("input_ids")?);
             vec![output("last_hidden_state", out.last_hidden_state)?, output("pooler_output", out.pooler_output)?]
         }
         Component::ClipTextProjected => {
-            let clip = ClipTextModelWithProjection::load(model_dir, &device)?;
+            let clip = cast_module(ClipTextModelWithProjection::load(model_dir, &device)?, precision);
             vec![output("text_embeds", clip.forward(inputs.ints("input_ids")?))?]
         }
         Component::Dino => {
-            let vit = ViTModel::load(model_dir, &device)?;
+            let vit = cast_module(ViTModel::load(model_dir, &device)?, precision);
             let hidden = vit.forward(inputs.float::<4>("pixel_values")?);
             let [n, _, d] = hidden.dims();
             vec![output("cls", hidden.clone().narrow(1, 0, 1).reshape([n, d]))?, output("last_hidden_state", hidden)?]
         }
         Component::ClipVision => {
-            let clip = ClipVisionModelWithProjection::load(model_dir, &device)?;
+            let clip = cast_module(ClipVisionModelWithProjection::load(model_dir, &device)?, precision);
             vec![output("image_embeds", clip.forward(inputs.float::<4>("pixel_values")?).image_embeds)?]
         }
     };

@@ -50,45 +50,42 @@ pub enum Change {
 }
 
 pub struct EditArgs<'a> {
-    pub checkpoint: &'a Path,
     pub change: Change,
     pub query: &'a Path,
     pub out: &'a Path,
     pub options: EditOptions,
     pub strength: f32,
     pub negate: bool,
+    pub device: &'a Device,
 }
 
 /// Applies the pair's change to the query image and writes the result.
-pub fn edit(args: EditArgs) -> anyhow::Result<()> {
-    let device = Device::flex();
-    let model = LocModel::load(args.checkpoint, &device)?;
+pub fn edit(model: &LocModel, args: EditArgs) -> anyhow::Result<()> {
+    let device = args.device;
     let lora = match &args.change {
-        Change::Pair(before, after) => generate(&model, before, after, args.strength, args.negate, &device)?,
+        Change::Pair(before, after) => generate(model, before, after, args.strength, args.negate, device)?,
         Change::File(file) => {
-            let lora = load_lora(file, &model.hypernet.targets, &device)?.set.scaled(args.strength);
+            let lora = load_lora(file, &model.hypernet.targets, device)?.set.scaled(args.strength);
             if args.negate { lora.negate() } else { lora }
         }
     };
-    let ((width, height), query) = read_image(args.query, model.manifest.resolution, &device)?;
+    let ((width, height), query) = read_image(args.query, model.manifest.resolution, device)?;
     let pixels = tensor_image(model.edit(query, &lora, &args.options));
     let output = imageops::resize(&pixels, width, height, imageops::FilterType::CatmullRom);
     output.save(args.out).with_context(|| format!("writing {}", args.out.display()))
 }
 
-/// Writes the pair's LoRA as a kohya or PEFT file.
+/// Writes the LoRA of the pair `(before, after)` as a kohya or PEFT file.
 pub fn export_lora(
-    checkpoint: &Path,
-    before: &Path,
-    after: &Path,
+    model: &LocModel,
+    (before, after): (&Path, &Path),
     format: Format,
     out: &Path,
     strength: f32,
     negate: bool,
+    device: &Device,
 ) -> anyhow::Result<()> {
-    let device = Device::flex();
-    let model = LocModel::load(checkpoint, &device)?;
-    let lora = generate(&model, before, after, 1.0, false, &device)?;
+    let lora = generate(model, before, after, 1.0, false, device)?;
     let format = match format {
         Format::Kohya => LoraFormat::Kohya,
         Format::Peft => LoraFormat::Peft,

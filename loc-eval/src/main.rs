@@ -14,6 +14,7 @@ use loc_eval::metrics::embedding::MetricModels;
 use loc_eval::report;
 
 use clap::{Parser, Subcommand};
+use loc_core::device::{Precision, parse_device};
 use loc_core::pipeline::EditOptions;
 
 #[derive(Parser)]
@@ -21,6 +22,12 @@ use loc_core::pipeline::EditOptions;
 struct Args {
     #[command(subcommand)]
     command: Command,
+    /// Where the models run: cpu, cuda, cuda:N, wgpu, vulkan:N.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    /// The frozen models' dtype: f32, bf16, f16 (`H` and the metric models stay f32).
+    #[arg(long, global = true, default_value = "f32")]
+    precision: Precision,
 }
 
 #[derive(Subcommand)]
@@ -254,9 +261,15 @@ enum Mode {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Args::parse().command {
+    let args = Args::parse();
+    let device = parse_device(&args.device).with_context(|| format!("--device {}", args.device))?;
+    let precision = args.precision;
+    precision.check(&device)?;
+    let load = |dir: &std::path::Path| {
+        loc_core::checkpoint::LocModel::load(dir, &device).map(|model| model.with_precision(precision))
+    };
+    match args.command {
         Command::Magicbrush { generated, ground_truth, captions, metrics, out } => {
-            let device = Device::flex();
             let pairs = magicbrush::pair_folders(&generated, &ground_truth)?;
             let models = metrics.load(&device)?;
             let captions = captions.as_deref().map(magicbrush::read_captions).transpose()?;
@@ -271,7 +284,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Forward { component, model_dir, inputs, output } => {
-            forward::run(component, &model_dir, &inputs, &output)
+            forward::run(component, &model_dir, &inputs, &output, &device, precision)
         }
         Command::GenerateMagicbrush {
             data,
@@ -287,7 +300,6 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             use loc_eval::generate::{Editor, Generation, PairSource};
-            let device = Device::flex();
             let dataset = if data.is_dir() {
                 loc_data::magicbrush::MagicBrush::open_folder(&data)?
             } else {
@@ -295,16 +307,17 @@ fn main() -> anyhow::Result<()> {
             };
             let (editor, default_resolution) = match (mode, checkpoint, editor) {
                 (Mode::Text, None, Some(dir)) => {
-                    (Editor::Text(Box::new(loc_core::pipeline::InstructPix2Pix::load(&dir, &device)?)), 512)
+                    let editor = loc_core::pipeline::InstructPix2Pix::load(&dir, &device)?.with_precision(precision);
+                    (Editor::Text(Box::new(editor)), 512)
                 }
                 (Mode::Text, Some(dir), _) => {
-                    let model = loc_core::checkpoint::LocModel::load(&dir, &device)?;
+                    let model = load(&dir)?;
                     let resolution = model.manifest.resolution;
                     (Editor::Text(Box::new(model.editor)), resolution)
                 }
                 (Mode::Text, None, None) => anyhow::bail!("text mode needs --editor or --checkpoint"),
                 (Mode::Pair, Some(dir), _) => {
-                    let model = loc_core::checkpoint::LocModel::load(&dir, &device)?;
+                    let model = load(&dir)?;
                     let resolution = model.manifest.resolution;
                     (Editor::Pair(Box::new(model), PairSource::parse(&pairs)?), resolution)
                 }
@@ -330,9 +343,8 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             use loc_eval::quads::{QuadEval, Sampling, prepare_quads};
-            let device = Device::flex();
             let models = metrics.load(&device)?;
-            let model = loc_core::checkpoint::LocModel::load(&checkpoint, &device)?;
+            let model = load(&checkpoint)?;
             let resolution = resolution.unwrap_or(model.manifest.resolution);
             let source = match data.as_str() {
                 "synthetic" => loc_data::config::SourceConfig::Synthetic { len: count, held_out: true },
@@ -376,8 +388,7 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             use loc_eval::claims::{ClaimSizes, ClaimsEval, held_out_world};
-            let device = Device::flex();
-            let model = loc_core::checkpoint::LocModel::load(&checkpoint, &device)?;
+            let model = load(&checkpoint)?;
             let options = sampling.options(!lora_in_every_branch);
             let generate = |a, a_edited| model.generate(a, a_edited);
             let eval =
@@ -396,18 +407,13 @@ fn main() -> anyhow::Result<()> {
                 (None, Some(before), Some(after)) => loc::Change::Pair(before, after),
                 _ => unreachable!("clap requires a pair or a LoRA file"),
             };
-            loc::edit(loc::EditArgs {
-                checkpoint: &checkpoint,
-                change,
-                query: &query,
-                out: &out,
-                options,
-                strength,
-                negate,
-            })
+            loc::edit(
+                &load(&checkpoint)?,
+                loc::EditArgs { change, query: &query, out: &out, options, strength, negate, device: &device },
+            )
         }
         Command::ExportLora { checkpoint, before, after, format, out, strength, negate } => {
-            loc::export_lora(&checkpoint, &before, &after, format, &out, strength, negate)
+            loc::export_lora(&load(&checkpoint)?, (&before, &after), format, &out, strength, negate, &device)
         }
     }
 }

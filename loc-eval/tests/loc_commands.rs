@@ -86,4 +86,28 @@ fn edit_returns_the_query_at_its_own_size_deterministically() {
         a.pixels().zip(d.pixels()).flat_map(|(p, q)| p.0.iter().zip(q.0).map(|(x, y)| x.abs_diff(y))).max().unwrap();
     assert!(worst <= 1, "stored LoRA vs generated: {worst} levels apart");
     assert_eq!(image::open(dir.path().join("a.png")).unwrap().to_rgb8().dimensions(), (20, 12));
+
+    // The frozen models in bf16 edit nearly alike without guidance, which on these random
+    // models multiplies rounding (20 of 255 levels apart at 7.5; measured 6 without).
+    let unguided = ["--guidance", "1", "--image-guidance", "1", "--device", "cpu"];
+    let full = edit(&dir.path().join("e.png"), &unguided);
+    let half = edit(&dir.path().join("f.png"), &[&unguided[..], &["--precision", "bf16"]].concat());
+    let (a, e) = (image::load_from_memory(&full).unwrap().to_rgb8(), image::load_from_memory(&half).unwrap().to_rgb8());
+    let worst =
+        a.pixels().zip(e.pixels()).flat_map(|(p, q)| p.0.iter().zip(q.0).map(|(x, y)| x.abs_diff(y))).max().unwrap();
+    assert!(worst <= 10, "bf16 vs f32: {worst} levels apart");
+}
+
+#[test]
+fn a_device_this_build_lacks_is_an_error_that_names_its_feature() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loc-eval"))
+        .args(["--device", "cuda:1", "edit", "--checkpoint", "x", "--lora", "y", "--query", "z", "--out", "w"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--device cuda:1") && stderr.contains("--features cuda"), "{stderr}");
 }

@@ -6,12 +6,16 @@
 //! `cargo bench -p loc-train --bench hypernet_step` (the tiny world's UNet, 16 pairs at 16x16)
 //! `cargo bench -p loc-train --bench hypernet_step -- --sd15` (SD-1.5 InstructPix2Pix, one pair
 //! at 32x32 latents: a 256x256 image; ~10 GB of memory)
+//! Options: `--device cuda`, `--precision bf16` (the frozen UNet's dtype), `--pairs 8`,
+//! `--side 32` (latent side), `--gradient-checkpointing`.
 
 use std::time::Instant;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use clap::Parser;
+use loc_core::device::{Precision, cast_module, parse_device};
 use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, PairFeatures, select_targets};
 use loc_core::lora::LoraSet;
 use loc_core::schedule::{NoiseSchedule, SchedulerConfig};
@@ -29,15 +33,40 @@ fn peak_rss_gib() -> f64 {
     kb.unwrap_or(0.0) / (1024.0 * 1024.0)
 }
 
+#[derive(Parser)]
+struct Args {
+    /// SD-1.5 InstructPix2Pix instead of the tiny world's UNet.
+    #[arg(long)]
+    sd15: bool,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Pairs per step (default: 1 for SD-1.5, 16 for the tiny world).
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Latent side (default: 32 for SD-1.5, 16 for the tiny world).
+    #[arg(long)]
+    side: Option<usize>,
+    #[arg(long)]
+    gradient_checkpointing: bool,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() {
-    let sd15 = std::env::args().any(|a| a == "--sd15");
-    let (name, unet_config, pairs, side, features, width, depth) = if sd15 {
+    let args = Args::parse();
+    let (name, unet_config, pairs, side, features, width, depth) = if args.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), 1, 32, 1024, 256, 6)
     } else {
         ("tiny world", tiny_unet_config(), 16, 16, 64, 64, 3)
     };
-    let device = Device::flex().autodiff();
-    let unet = UNet2DConditionModel::new(&unet_config, &device).no_grad();
+    let (pairs, side) = (args.pairs.unwrap_or(pairs), args.side.unwrap_or(side));
+    let device = parse_device(&args.device).unwrap_or_else(|e| panic!("{e}")).autodiff();
+    let device = if args.gradient_checkpointing { device.gradient_checkpointing() } else { device };
+    args.precision.check(&device).unwrap_or_else(|e| panic!("{e}"));
+    let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.precision);
     let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
     let mut hypernet = HypernetConfig::new(features).with_width(width).with_depth(depth).init(&targets, &device);
     let schedule = NoiseSchedule::new(&SchedulerConfig::sd15());
@@ -62,18 +91,28 @@ fn main() {
         optim.step(hypernet, grads, 1.0, 1e-4)
     };
     hypernet = step(hypernet);
-    let runs = if sd15 { 2 } else { 5 };
+    let runs = if args.sd15 { 2 } else { 5 };
+    device.sync().expect("device sync");
     let start = Instant::now();
     for _ in 0..runs {
         hypernet = step(hypernet);
     }
+    device.sync().expect("device sync");
     let seconds = start.elapsed().as_secs_f64() / runs as f64;
-    println!("| setting | pairs/step | latents | step s | pairs/s | peak RSS GiB |");
-    println!("|---|---|---|---|---|---|");
+    // A device's pools keep the pages they grew to: what they hold after the steps is the peak.
+    let device_gib = device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64);
     println!(
-        "| {name} ({} targets) | {pairs} | {side}x{side} | {seconds:.3} | {:.2} | {:.2} |",
+        "| setting | device | precision | checkpointing | pairs/step | latents | step s | pairs/s | peak RSS GiB | device GiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {name} ({} targets) | {} | {} | {} | {pairs} | {side}x{side} | {seconds:.3} | {:.2} | {:.2} | {} |",
         targets.len(),
+        args.device,
+        args.precision,
+        args.gradient_checkpointing,
         pairs as f64 / seconds,
-        peak_rss_gib()
+        peak_rss_gib(),
+        device_gib.map_or("-".into(), |g| format!("{g:.2}")),
     );
 }

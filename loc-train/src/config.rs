@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use loc_core::device::{Precision, parse_device};
 use loc_core::hypernet::DEFAULT_TARGET_SUFFIXES;
 use loc_data::config::{DataConfig, SourceConfig};
 use serde::{Deserialize, Serialize};
@@ -148,12 +149,6 @@ impl Default for OptimConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum Precision {
-    F32,
-}
-
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -162,8 +157,16 @@ pub struct TrainConfig {
     /// Micro-batches per optimiser step.
     #[serde(default = "one")]
     pub grad_accum: usize,
-    #[serde(default = "f32_precision")]
+    /// Where the run's models live (`cpu`, `cuda`, `cuda:1`, `wgpu`, `vulkan:0`); `--device`
+    /// wins. Default: the CPU.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The frozen models' dtype (`f32`, `bf16`, `f16`); `H` and its optimiser stay f32.
+    #[serde(default)]
     pub precision: Precision,
+    /// Recompute memory-bound activations in the backward pass instead of keeping them.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
     /// A checkpoint every this many steps (and at the end).
     pub checkpoint_every: u64,
     /// Checkpoints kept (oldest removed first).
@@ -293,9 +296,6 @@ fn text_guidance() -> f32 {
 fn image_guidance() -> f32 {
     1.5
 }
-fn f32_precision() -> Precision {
-    Precision::F32
-}
 fn default_suffixes() -> Vec<String> {
     DEFAULT_TARGET_SUFFIXES.iter().map(|s| s.to_string()).collect()
 }
@@ -418,6 +418,9 @@ impl Config {
         positive("train.grad_accum", t.grad_accum as u64)?;
         positive("train.checkpoint_every", t.checkpoint_every)?;
         positive("train.keep_checkpoints", t.keep_checkpoints as u64)?;
+        if let Some(spec) = &t.device {
+            parse_device(spec).map_err(|error| ("train.device", error.to_string()))?;
+        }
         positive("train.log_every", t.log_every)?;
         positive("train.max_bad_steps", t.max_bad_steps)?;
         let ob = &self.objective;

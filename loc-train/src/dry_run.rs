@@ -14,9 +14,11 @@ use crate::config::Config;
 /// Batches drawn to show sample shapes.
 const SAMPLE_BATCH: usize = 4;
 
-/// Opens every data set of `config`, prints per-set counts and skips, and decodes one batch.
-pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
+/// Opens every data set of `config`, prints per-set counts and skips, and decodes one batch
+/// onto `device`.
+pub fn dry_run(config: &Config, device: &Device, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "stage {:?}, seed {}, output {}", config.stage, config.seed, config.output_dir.display())?;
+    writeln!(out, "device {device:?}, precision {}", config.train.precision)?;
     check_models(config, out)?;
     let data = &config.data;
     let sets = data.open(config.seed, true)?;
@@ -37,7 +39,7 @@ pub fn dry_run(config: &Config, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let loader = data.train_loader(&sets, SAMPLE_BATCH, config.seed);
     let pairs = loader.batch(0)?;
-    let batch = PairBatch::from_pairs(&pairs, &Device::flex());
+    let batch = PairBatch::from_pairs(&pairs, device);
     writeln!(out, "sample batch: before {:?}, after {:?}", batch.before.dims(), batch.after.dims())?;
     for (id, instruction) in batch.ids.iter().zip(&batch.instructions) {
         writeln!(out, "    {id}: {instruction:?}")?;
@@ -96,7 +98,7 @@ mod tests {
         let config = Config::load(&config_path, &[]).unwrap();
 
         let mut out = Vec::new();
-        dry_run(&config, &mut out).unwrap();
+        dry_run(&config, &Device::flex(), &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("data set `world` (synthetic): 100 pairs"), "{out}");
         assert!(out.contains("data set `mine` (manifest): 2 pairs"), "{out}");

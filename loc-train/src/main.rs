@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use loc_core::device::parse_device;
 use loc_train::config::Config;
 use loc_train::trainer::{RunOptions, run};
 
@@ -22,17 +23,23 @@ struct Args {
     /// and stop without training.
     #[arg(long)]
     dry_run: bool,
+    /// Where the models run: cpu, cuda, cuda:N, wgpu, vulkan:N (default: the config's
+    /// `train.device`, else cpu).
+    #[arg(long)]
+    device: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::load(&args.config, &args.overrides)?;
+    let spec = args.device.as_deref().or(config.train.device.as_deref()).unwrap_or("cpu");
+    let device = parse_device(spec).with_context(|| format!("--device {spec}"))?;
     if args.dry_run {
         println!("{}: valid", args.config.display());
-        return loc_train::dry_run::dry_run(&config, &mut std::io::stdout().lock());
+        return loc_train::dry_run::dry_run(&config, &device, &mut std::io::stdout().lock());
     }
     let options = RunOptions { resume: args.resume, echo: true, stop_after: None };
-    let summary = run(&config, &options).with_context(|| format!("run of {}", args.config.display()))?;
+    let summary = run(&config, &options, &device).with_context(|| format!("run of {}", args.config.display()))?;
     println!("{} steps done ({} skipped for non-finite losses)", summary.steps_done, summary.bad_steps);
     Ok(())
 }

@@ -162,11 +162,19 @@ impl ModuleMapper for Update<'_> {
         let m = m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
         let v = v.mul_scalar(c.beta2) + g.powi_scalar(2).mul_scalar(1.0 - c.beta2);
         let step = m.clone().div_scalar(self.bias1) / v.clone().div_scalar(self.bias2).sqrt().add_scalar(c.epsilon);
+        // The update keeps the parameter's checkpointing strategy: a fresh autodiff tensor gets
+        // the default one, and ops mixing strategies are refused.
+        let strategy = tensor.gradient_checkpointing_strategy();
         let inner = tensor.inner();
         let updated =
             inner.clone().mul_scalar(1.0 - self.lr * c.weight_decay) - step.reshape(shape).mul_scalar(self.lr);
         self.optim.moments.insert(name, Moments { m, v });
-        Param::from_mapped_value(id, Tensor::from_inner(updated).require_grad(), mapper)
+        let updated = Tensor::from_inner(updated);
+        let updated = match strategy {
+            Some(strategy) => updated.with_gradient_checkpointing_strategy(strategy),
+            None => updated,
+        };
+        Param::from_mapped_value(id, updated.require_grad(), mapper)
     }
 }
 

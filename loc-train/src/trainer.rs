@@ -15,6 +15,7 @@ use burn_dataset::Dataset;
 use image::RgbImage;
 use loc_core::checkpoint::{CheckpointManifest, save_checkpoint};
 use loc_core::clip::ClipVisionModelWithProjection;
+use loc_core::device::cast_module;
 use loc_core::hypernet::{HypernetConfig, Hypernetwork, select_targets};
 use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_core::schedule::{NoiseSchedule, PredictionType};
@@ -343,9 +344,13 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))
 }
 
-/// Runs `config`: builds the models, trains, exports and evaluates.
-pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> {
-    let device = Device::flex().autodiff();
+/// Runs `config` on `device` (without autodiff; the run adds it): builds the models, trains,
+/// exports and evaluates.
+pub fn run(config: &Config, options: &RunOptions, device: &Device) -> anyhow::Result<RunSummary> {
+    let device = device.clone().autodiff();
+    let device = if config.train.gradient_checkpointing { device.gradient_checkpointing() } else { device };
+    let precision = config.train.precision;
+    precision.check(&device)?;
     device.seed(config.seed);
     std::fs::create_dir_all(&config.output_dir).with_context(|| format!("creating {}", config.output_dir.display()))?;
     let sets = config.data.open(config.seed, options.echo)?;
@@ -368,12 +373,14 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
                 }
             };
             let schedule = NoiseSchedule::new(&editor.scheduler);
+            // Only the VAE is frozen and never exported here: it alone takes the precision.
+            let editor = InstructPix2Pix { vae: editor.vae.map(|vae| cast_module(vae, precision)), ..editor };
             let trainee = EditorTrainee { editor: trainable_editor(editor, config), files_from, schedule };
             train(trainee, config, &sets, options, &device)
         }
         Stage::Hypernet => {
             let editor_dir = config.model.editor.clone().expect("validated: the hypernet stage names its editor");
-            let editor = InstructPix2Pix::load(&editor_dir, &device)?;
+            let editor = InstructPix2Pix::load(&editor_dir, &device)?.with_precision(precision);
             let (encoder, frozen_encoder) = match &config.model.image_encoder {
                 Some(dir) => (ClipVisionModelWithProjection::load(dir, &device)?, Some(dir.clone())),
                 None => {
@@ -381,8 +388,11 @@ pub fn run(config: &Config, options: &RunOptions) -> anyhow::Result<RunSummary> 
                     (ClipVisionModelWithProjection::new(&tiny, &device), None)
                 }
             };
-            let (encoder, frozen_encoder) =
-                if config.model.train_image_encoder { (unfreeze(encoder), None) } else { (encoder, frozen_encoder) };
+            let (encoder, frozen_encoder) = if config.model.train_image_encoder {
+                (unfreeze(encoder), None)
+            } else {
+                (cast_module(encoder, precision), frozen_encoder)
+            };
             let h = &config.model.hypernet;
             let hypernet_config = HypernetConfig::new(encoder.config.hidden_size)
                 .with_rank(h.rank)
@@ -641,7 +651,7 @@ fn train<T: Trainee>(
         if unreadable > 0 {
             eprintln!("evaluation: {unreadable} unreadable quads left out");
         }
-        let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &Device::flex())?;
+        let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &device.clone().inner())?;
         let (report, sheet) = trainee.evaluate(&quads, &Evaluation { config: eval, models }, config);
         report.write(out)?;
         sheet.save(out.join("examples.png")).context("writing the contact sheet")?;

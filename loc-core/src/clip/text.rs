@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encoder::{ClipEncoder, EncoderShape, check_encoder, read_tower_config};
 
+use crate::device::to_f32;
 use crate::error::ModelError;
 use crate::weights::load_safetensors_part;
 
@@ -165,7 +166,8 @@ impl ClipTextModel {
 
     /// `input_ids: [N, L]` (L at most `max_position_embeddings`).
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> ClipTextOutput {
-        self.text_model.forward(input_ids, &self.config)
+        let out = self.text_model.forward(input_ids, &self.config);
+        ClipTextOutput { last_hidden_state: to_f32(out.last_hidden_state), pooler_output: to_f32(out.pooler_output) }
     }
 }
 
@@ -197,6 +199,6 @@ impl ClipTextModelWithProjection {
 
     /// `input_ids: [N, L]` to `text_embeds: [N, projection_dim]`.
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<2> {
-        self.text_projection.forward(self.text_model.forward(input_ids, &self.config).pooler_output)
+        to_f32(self.text_projection.forward(self.text_model.forward(input_ids, &self.config).pooler_output))
     }
 }

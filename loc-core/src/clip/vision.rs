@@ -10,6 +10,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::encoder::{ClipEncoder, EncoderShape, check_encoder, check_patches, read_tower_config};
+use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
 use crate::weights::load_safetensors_part;
 
@@ -144,7 +145,8 @@ impl ClipVisionModelWithProjection {
         let v = &self.vision_model;
         let n = pixel_values.dims()[0];
         let d = self.config.hidden_size;
-        let patches = v.embeddings.patch_embedding.forward(pixel_values); // [N, D, g, g]
+        let dtype = v.embeddings.patch_embedding.weight.val().dtype();
+        let patches = v.embeddings.patch_embedding.forward(to_dtype(pixel_values, dtype)); // [N, D, g, g]
         let count = self.config.patches();
         let patches = patches.reshape([n, d, count]).swap_dims(1, 2);
         let class = v.embeddings.class_embedding.val().reshape([1, 1, d]).repeat_dim(0, n);
@@ -154,9 +156,9 @@ impl ClipVisionModelWithProjection {
         let x = v.encoder.forward(v.pre_layrnorm.forward(x), false);
         let pooled = v.post_layernorm.forward(x.clone().narrow(1, 0, 1).reshape([n, d]));
         ClipVisionOutput {
-            image_embeds: self.visual_projection.forward(pooled.clone()),
-            pooler_output: pooled,
-            last_hidden_state: x,
+            image_embeds: to_f32(self.visual_projection.forward(pooled.clone())),
+            pooler_output: to_f32(pooled),
+            last_hidden_state: to_f32(x),
         }
     }
 }

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::ops::Add;
 
 use burn::prelude::*;
+use burn::tensor::DType;
 
 use super::{LoraError, LoraTarget};
+use crate::device::to_dtype;
 
 /// A per-sample low-rank update of one target: for sample `n`,
 /// `ΔW_n = scale * up[n] · down[n]` (PyTorch orientation, `[d_out, d_in]`).
@@ -144,15 +146,22 @@ impl LoraDelta {
     /// `scale · up_n (down_n x_n)` for token inputs `x: [N, L, d_in]` -> `[N, L, d_out]`,
     /// two batched matmuls through the rank-`r` bottleneck.
     pub fn apply_tokens(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = x.matmul(self.down.clone().swap_dims(1, 2));
-        h.matmul(self.up.clone().swap_dims(1, 2)).mul_scalar(self.scale)
+        let [down, up] = self.factors_in(x.dtype());
+        let h = x.matmul(down.swap_dims(1, 2));
+        h.matmul(up.swap_dims(1, 2)).mul_scalar(self.scale)
     }
 
     /// `scale · up_n (down_n x_n)` for channel-first inputs `x: [N, d_in, P]` -> `[N, d_out, P]`
     /// (1x1 convolutions on flattened pixels).
     pub fn apply_channels(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.down.clone().matmul(x);
-        self.up.clone().matmul(h).mul_scalar(self.scale)
+        let [down, up] = self.factors_in(x.dtype());
+        up.matmul(down.matmul(x)).mul_scalar(self.scale)
+    }
+
+    /// `[down, up]` in the dtype of the layer they are injected into (a half-precision UNet
+    /// takes f32 factors from `H`; gradients flow back through the cast).
+    fn factors_in(&self, dtype: DType) -> [Tensor<3>; 2] {
+        [to_dtype(self.down.clone(), dtype), to_dtype(self.up.clone(), dtype)]
     }
 
     /// Checks that this delta fits `target` (dimensions, and `N` when given).

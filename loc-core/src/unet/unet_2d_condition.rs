@@ -10,6 +10,7 @@ use burn::tensor::activation::silu;
 
 use super::config::{BlockKind, UNet2DConditionConfig};
 use super::unet_2d_blocks::{BlockShape, DownBlock, MidBlock, UpBlock, UpChannels};
+use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
 use crate::lora::{LoraSet, LoraTarget};
 use crate::nn::embeddings::{TimestepEmbedding, timestep_embedding};
@@ -109,7 +110,8 @@ impl UNet2DConditionModel {
     }
 
     /// `sample: [N, C_in, H, W]`, `timesteps: [N]`, `context: [N, S, D]` -> `[N, C_out, H, W]`.
-    /// `lora` holds one LoRA per sample (or one shared by all).
+    /// `lora` holds one LoRA per sample (or one shared by all). Runs in the weights' dtype
+    /// (see [`cast_module`](crate::device::cast_module)); the result is f32.
     pub fn forward(
         &self,
         sample: Tensor<4>,
@@ -118,9 +120,11 @@ impl UNet2DConditionModel {
         lora: Option<&LoraSet>,
     ) -> Tensor<4> {
         let config = &self.config;
-        // 1. time
+        let dtype = self.conv_in.weight.val().dtype();
+        let (sample, context) = (to_dtype(sample, dtype), to_dtype(context, dtype));
+        // 1. time (the sinusoids in f32, as diffusers computes them)
         let t = timestep_embedding(timesteps, config.block_out_channels[0], config.flip_sin_to_cos, config.freq_shift);
-        let temb = self.time_embedding.forward(t);
+        let temb = self.time_embedding.forward(to_dtype(t, dtype));
         // 2. pre-process
         let sample = if config.center_input_sample { sample.mul_scalar(2.0).sub_scalar(1.0) } else { sample };
         let mut x = self.conv_in.forward(sample);
@@ -138,6 +142,6 @@ impl UNet2DConditionModel {
             x = block.forward(x, &mut skips, temb.clone(), context.clone(), lora);
         }
         // 6. post-process
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        to_f32(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
     }
 }
