@@ -262,22 +262,36 @@ pub fn clip_pixels(images: Tensor<4>, image_size: usize) -> Tensor<4> {
     (unit - mean) / std
 }
 
-/// `f_A`, `f_A'` (and patch tokens when `patches`) from the vision tower: the class token
-/// after `post_layernorm`.
+/// One image set's features from the vision tower: the class token after `post_layernorm`
+/// (`[N, D]`) and, when `patches`, the patch tokens (`[N, P, D]`).
+pub fn image_features(
+    encoder: &ClipVisionModelWithProjection,
+    images: Tensor<4>,
+    patches: bool,
+) -> (Tensor<2>, Option<Tensor<3>>) {
+    let out = encoder.forward(clip_pixels(images, encoder.config.image_size));
+    let tokens = patches.then(|| {
+        let count = out.last_hidden_state.dims()[1] - 1;
+        out.last_hidden_state.narrow(1, 1, count)
+    });
+    (out.pooler_output, tokens)
+}
+
+/// `f_A`, `f_A'` (and patch tokens when `patches`) from the vision tower.
 pub fn pair_features(
     encoder: &ClipVisionModelWithProjection,
     before: Tensor<4>,
     after: Tensor<4>,
     patches: bool,
 ) -> PairFeatures {
-    let size = encoder.config.image_size;
-    let (a, b) = (encoder.forward(clip_pixels(before, size)), encoder.forward(clip_pixels(after, size)));
-    let tokens = patches.then(|| {
-        let count = a.last_hidden_state.dims()[1] - 1;
-        Tensor::cat(
-            vec![a.last_hidden_state.clone().narrow(1, 1, count), b.last_hidden_state.clone().narrow(1, 1, count)],
-            1,
-        )
-    });
-    PairFeatures { before: a.pooler_output, after: b.pooler_output, patches: tokens }
+    let (before, before_tokens) = image_features(encoder, before, patches);
+    let (after, after_tokens) = image_features(encoder, after, patches);
+    PairFeatures::new(before, after, before_tokens.zip(after_tokens))
+}
+
+impl PairFeatures {
+    /// The pair's features; `tokens` are each image's patch tokens, `H` reads them side by side.
+    pub fn new(before: Tensor<2>, after: Tensor<2>, tokens: Option<(Tensor<3>, Tensor<3>)>) -> Self {
+        PairFeatures { before, after, patches: tokens.map(|(b, a)| Tensor::cat(vec![b, a], 1)) }
+    }
 }

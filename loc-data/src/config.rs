@@ -45,6 +45,10 @@ pub struct DataConfig {
     /// Decoding threads.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// A folder for what the frozen VAE and image encoder make of each training pair,
+    /// computed once (hypernet stage, centre crops, frozen encoder).
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
     pub sets: Vec<DataSetConfig>,
 }
 

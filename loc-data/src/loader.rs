@@ -50,6 +50,23 @@ impl Source {
     }
 }
 
+/// Prepares item `index` of a source with the item's generator.
+pub type Prepare<T> = dyn Fn(&Source, usize, &Preprocess, &mut StdRng) -> Result<T, Skip> + Send + Sync;
+
+/// Decodes and preprocesses a pair.
+pub fn prepare_pair(
+    source: &Source,
+    index: usize,
+    preprocess: &Preprocess,
+    rng: &mut StdRng,
+) -> Result<PreparedPair, Skip> {
+    let record = source
+        .dataset
+        .get(index)
+        .map_err(|e| Skip::new(SkipKind::BadRecord, format!("{}[{index}]: {e}", source.name)))?;
+    preprocess.pair(&record, rng)
+}
+
 /// Pairs at the training resolution, as tensors `[N, 3, H, W]` in `[-1, 1]`.
 #[derive(Clone, Debug)]
 pub struct PairBatch {
@@ -116,19 +133,13 @@ impl PairLoader {
     }
 
     /// Slot `slot` of batch `step`: draws until an item prepares, recording every skip.
-    fn draw(&self, step: u64, slot: usize) -> Result<PreparedPair, NothingUsable> {
+    fn draw<T>(&self, step: u64, slot: usize, prepare: &Prepare<T>) -> Result<T, NothingUsable> {
         let mut rng = StdRng::seed_from_u64(mix(mix(self.seed, step), slot as u64));
         let mut last = None;
         for _ in 0..MAX_FAILED_DRAWS {
             let (source, index) = self.pick(&mut rng);
-            let source = &self.sources[source];
-            let prepared = source
-                .dataset
-                .get(index)
-                .map_err(|e| Skip::new(SkipKind::BadRecord, format!("{}[{index}]: {e}", source.name)))
-                .and_then(|record| self.preprocess.pair(&record, &mut rng));
-            match prepared {
-                Ok(pair) => return Ok(pair),
+            match prepare(&self.sources[source], index, &self.preprocess, &mut rng) {
+                Ok(item) => return Ok(item),
                 Err(skip) => {
                     self.skips.record(&skip);
                     last = Some(skip);
@@ -140,16 +151,33 @@ impl PairLoader {
 
     /// Batch `step`, decoded in parallel.
     pub fn batch(&self, step: u64) -> Result<Vec<PreparedPair>, NothingUsable> {
-        self.pool.install(|| (0..self.batch_size).into_par_iter().map(|slot| self.draw(step, slot)).collect())
+        self.batch_with(step, &prepare_pair)
+    }
+
+    /// Batch `step` with another way to prepare an item (e.g. reading its cached encodings):
+    /// the same items in the same order as [`batch`](Self::batch), as long as `prepare`
+    /// draws from the generator what [`prepare_pair`] draws.
+    pub fn batch_with<T: Send>(&self, step: u64, prepare: &Prepare<T>) -> Result<Vec<T>, NothingUsable> {
+        self.pool.install(|| (0..self.batch_size).into_par_iter().map(|slot| self.draw(step, slot, prepare)).collect())
     }
 
     /// Batches `start, start + 1, ...` prepared on a background thread, `depth` ahead of the
     /// consumer. The channel closes after an error.
     pub fn prefetch(self: Arc<Self>, start: u64, depth: usize) -> Receiver<Result<Vec<PreparedPair>, NothingUsable>> {
+        self.prefetch_with(start, depth, Arc::new(prepare_pair))
+    }
+
+    /// [`prefetch`](Self::prefetch) with another way to prepare an item.
+    pub fn prefetch_with<T: Send + 'static>(
+        self: Arc<Self>,
+        start: u64,
+        depth: usize,
+        prepare: Arc<Prepare<T>>,
+    ) -> Receiver<Result<Vec<T>, NothingUsable>> {
         let (sender, receiver) = sync_channel(depth.max(1));
         std::thread::spawn(move || {
             for step in start.. {
-                let batch = self.batch(step);
+                let batch = self.batch_with(step, prepare.as_ref());
                 let failed = batch.is_err();
                 if sender.send(batch).is_err() || failed {
                     break;

@@ -85,6 +85,14 @@ pub fn load_rgb(source: &ImageSource, limits: ImageLimits) -> Result<RgbImage, S
     }
 }
 
+/// One item's random crop window (as fractions of the free space) and flip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Augment {
+    pub fx: f64,
+    pub fy: f64,
+    pub flip: bool,
+}
+
 /// How records become training images.
 #[derive(Clone, Debug)]
 pub struct Preprocess {
@@ -103,11 +111,17 @@ impl Preprocess {
         Self { resolution, random_crop: false, hflip_prob: 0.0, limits: ImageLimits::default() }
     }
 
+    /// The draws [`apply`](Self::apply) makes for one item.
+    pub fn augment(&self, rng: &mut impl Rng) -> Augment {
+        let (fx, fy) = if self.random_crop { (rng.random::<f64>(), rng.random::<f64>()) } else { (0.5, 0.5) };
+        let flip = self.hflip_prob > 0.0 && rng.random_bool(self.hflip_prob);
+        Augment { fx, fy, flip }
+    }
+
     /// Resizes and crops `images` with one crop window (as a fraction of the free space, so
     /// images of different sizes stay aligned) and one flip decision.
     pub fn apply(&self, images: Vec<RgbImage>, rng: &mut impl Rng) -> Vec<RgbImage> {
-        let (fx, fy) = if self.random_crop { (rng.random::<f64>(), rng.random::<f64>()) } else { (0.5, 0.5) };
-        let flip = self.hflip_prob > 0.0 && rng.random_bool(self.hflip_prob);
+        let Augment { fx, fy, flip } = self.augment(rng);
         images
             .into_iter()
             .map(|image| {

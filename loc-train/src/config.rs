@@ -376,6 +376,7 @@ impl Config {
                 }
             }
         }
+        crate::cache::validate(&self.data, self.stage == Stage::Hypernet, m.train_image_encoder)?;
         if m.prediction_type.is_some() && m.editor_preset.is_none() {
             return Err(("model.prediction_type", "only applies to a fresh editor (`editor_preset`)".into()));
         }
@@ -597,6 +598,9 @@ source = { kind = "synthetic", len = 100 }
             ("model.hypernet.width=30", "`model.hypernet.width` 30 is not a multiple of heads = 8"),
             ("stage=\"editor\"", "`model.editor_preset` conflicts"),
             ("probe.quads=8", "`probe.quads` draws from [eval] quads"),
+            ("train.device=\"tpu\"", "`train.device` unknown device `tpu`"),
+            ("train.precision=\"fp8\"", "precision"),
+            ("data.cache=\"c\"", "`data.cache` a trained image encoder changes its features"),
         ];
         for (item, expected) in cases {
             let mut items = vec![item];
@@ -610,6 +614,11 @@ source = { kind = "synthetic", len = 100 }
             .unwrap_err()
             .to_string();
         assert!(err.contains("learning_rate"), "{err}");
+        let frozen =
+            MINIMAL.replace("image_encoder_preset = \"tiny\"\ntrain_image_encoder = true", "image_encoder = \"enc\"");
+        assert!(load(&frozen, &["data.cache=\"c\""]).is_ok());
+        let err = load(&frozen, &["data.cache=\"c\"", "data.random_crop=true"]).unwrap_err().to_string();
+        assert!(err.contains("`data.cache` random crops change every step's images"), "{err}");
         let eval = "\n[eval]\nquads = { kind = \"synthetic\", len = 4 }\ncount = 4\nclip = \"no/such/clip\"\n";
         let err = load(&format!("{MINIMAL}{eval}"), &[]).unwrap_err().to_string();
         assert!(err.contains("`eval.clip`") && err.contains("no/such/clip/config.json"), "{err}");

@@ -11,6 +11,7 @@
 //! - [`trainer`]: the loop for both stages.
 //! - [`dry_run`]: `--dry-run`, the configuration and its data checked without training.
 
+pub mod cache;
 pub mod checkpoint;
 pub mod config;
 pub mod dry_run;

@@ -12,9 +12,11 @@ use loc_core::lora::LoraSet;
 use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, target_latents};
 use loc_core::schedule::NoiseSchedule;
 use loc_core::unet::UNet2DConditionModel;
+use loc_core::vae::LatentDistribution;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::cache::EncodedBatch;
 use crate::config::ObjectiveConfig;
 
 /// The generator for draw `stream` of step `step` of a run seeded by `seed`.
@@ -118,12 +120,56 @@ pub fn conditioned_loss(
     lora: Option<&LoraSet>,
     rng: &mut StdRng,
 ) -> Tensor<1> {
-    let device = target.device();
-    let rows = target.dims()[0];
     let vae = editor.vae.as_ref();
-    let shape = latent_shape(vae, target.dims());
-    let x0 = target_latents(vae, target, normal(rng, shape, &device));
+    let target = match vae {
+        Some(vae) => {
+            let distribution = vae.encode(target);
+            Latents { mean: distribution.mean, logvar: Some(distribution.logvar) }
+        }
+        None => Latents { mean: target, logvar: None },
+    };
     let condition = condition_latents(vae, condition);
+    latent_loss(editor, schedule, target, condition, prompt, lora, rng)
+}
+
+/// What the frozen VAE makes of target images: its latent distribution, or (pixel space, no
+/// `logvar`) the pixels.
+pub struct Latents {
+    pub mean: Tensor<4>,
+    pub logvar: Option<Tensor<4>>,
+}
+
+impl Latents {
+    /// Rows of `parts` one after the other.
+    pub fn cat(parts: Vec<Latents>) -> Latents {
+        let (means, logvars): (Vec<_>, Vec<_>) = parts.into_iter().map(|l| (l.mean, l.logvar)).unzip();
+        let logvars: Option<Vec<_>> = logvars.into_iter().collect();
+        Latents { mean: Tensor::cat(means, 0), logvar: logvars.map(|l| Tensor::cat(l, 0)) }
+    }
+}
+
+/// [`conditioned_loss`] from encodings: the target's [`Latents`] and the condition latents
+/// (the cached path draws exactly what the image path draws).
+pub fn latent_loss(
+    editor: &InstructPix2Pix,
+    schedule: &NoiseSchedule,
+    target: Latents,
+    condition: Tensor<4>,
+    prompt: Tensor<3>,
+    lora: Option<&LoraSet>,
+    rng: &mut StdRng,
+) -> Tensor<1> {
+    let device = condition.device();
+    let shape = condition.dims();
+    let rows = shape[0];
+    let sample_noise = normal(rng, shape, &device);
+    let x0 = match (target.logvar, editor.vae.as_ref()) {
+        (Some(logvar), Some(vae)) => LatentDistribution { mean: target.mean, logvar }
+            .sample(sample_noise)
+            .mul_scalar(vae.scaling_factor() as f32),
+        (None, None) => target.mean,
+        _ => panic!("target latents that do not match the editor's VAE"),
+    };
     let timesteps = random_timesteps(rng, rows, schedule);
     let noise = normal(rng, shape, &device);
     let context = prompt.repeat_dim(0, rows);
@@ -149,13 +195,18 @@ impl Generator<'_> {
 pub fn exchange(before: Tensor<4>, after: Tensor<4>, prob: f64, rng: &mut StdRng) -> (Tensor<4>, Tensor<4>, Vec<bool>) {
     let device = before.device();
     let n = before.dims()[0];
-    let swapped: Vec<bool> = (0..n).map(|_| rng.random::<f64>() < prob).collect();
+    let swapped = exchange_draws(n, prob, rng);
     let swap: Vec<f32> = swapped.iter().map(|&s| if s { 1.0 } else { 0.0 }).collect();
     let swap = Tensor::<1>::from_data(TensorData::new(swap, [n]), &device).reshape([n, 1, 1, 1]);
     let keep = swap.clone().neg().add_scalar(1.0);
     let a = before.clone() * keep.clone() + after.clone() * swap.clone();
     let a_edited = after * keep + before * swap;
     (a, a_edited, swapped)
+}
+
+/// Which of `n` pairs random exchange shows the other way round (one draw per pair).
+pub fn exchange_draws(n: usize, prob: f64, rng: &mut StdRng) -> Vec<bool> {
+    (0..n).map(|_| rng.random::<f64>() < prob).collect()
 }
 
 /// What LoRA Reverse asks of G, one row per denoising sample: the condition image, the
@@ -177,7 +228,7 @@ pub fn reverse_rows(a: Tensor<4>, a_edited: Tensor<4>, delta: LoraSet, reverse: 
     ReverseRows {
         conditions: Tensor::cat(vec![b.clone(), b_edited.clone()], 0),
         targets: Tensor::cat(vec![b_edited, b], 0),
-        lora: LoraSet::cat(vec![delta.clone(), delta.negate()]),
+        lora: reversed(delta),
     }
 }
 
@@ -198,11 +249,47 @@ pub fn lora_reverse_loss(
     let n = before.dims()[0];
     let (a, a_edited, _) = exchange(before, after, objective.exchange_prob, rng);
     let delta = generator.generate(a.clone(), a_edited.clone());
-    // Logged, not optimised: a LoRA that grows without bound shows here first.
-    let norm = delta.mean_norm().map(|norm| ("lora/norm", norm.detach()));
-    let reverse = objective.reverse_weight > 0.0;
-    let rows = reverse_rows(a, a_edited, delta, reverse);
+    let norm = delta.mean_norm();
+    let rows = reverse_rows(a, a_edited, delta, objective.reverse_weight > 0.0);
     let losses = conditioned_loss(editor, schedule, rows.targets, rows.conditions, prompt, Some(&rows.lora), rng);
+    reverse_terms(losses, n, norm, objective)
+}
+
+/// [`lora_reverse_loss`] from cached encodings (`[data] cache`): the same draws, the same
+/// rows, no image through the frozen encoders.
+pub fn lora_reverse_loss_encoded(
+    editor: &InstructPix2Pix,
+    generator: &Generator,
+    schedule: &NoiseSchedule,
+    batch: &EncodedBatch,
+    prompt: Tensor<3>,
+    objective: &ObjectiveConfig,
+    rng: &mut StdRng,
+) -> Loss {
+    let n = batch.len();
+    let swapped = exchange_draws(n, objective.exchange_prob, rng);
+    let [a, a_edited, b, b_edited] = batch.roles(&swapped);
+    let delta = generator.hypernet.forward(a.pair_features(&a_edited));
+    let norm = delta.mean_norm();
+    let (targets, conditions, lora) = if objective.reverse_weight > 0.0 {
+        let targets = Latents::cat(vec![b_edited.latents, b.latents]);
+        (targets, Tensor::cat(vec![b.mode, b_edited.mode], 0), reversed(delta))
+    } else {
+        (b_edited.latents, b.mode, delta)
+    };
+    let losses = latent_loss(editor, schedule, targets, conditions, prompt, Some(&lora), rng);
+    reverse_terms(losses, n, norm, objective)
+}
+
+/// `+Δ` rows then `-Δ` rows.
+fn reversed(delta: LoraSet) -> LoraSet {
+    LoraSet::cat(vec![delta.clone(), delta.negate()])
+}
+
+/// The LoRA Reverse loss from the per-row losses of `n` pairs (forward rows, then reverse
+/// rows when the term is on) and the LoRA's mean norm.
+pub fn reverse_terms(losses: Tensor<1>, n: usize, norm: Option<Tensor<1>>, objective: &ObjectiveConfig) -> Loss {
+    let reverse = objective.reverse_weight > 0.0;
     let forward = losses.clone().narrow(0, 0, n).mean();
     let mut terms = vec![("loss/forward", forward.clone())];
     let mut total = forward;
@@ -211,7 +298,8 @@ pub fn lora_reverse_loss(
         total = total + backward.clone().mul_scalar(objective.reverse_weight);
         terms.push(("loss/reverse", backward));
     }
-    terms.extend(norm);
+    // Logged, not optimised: a LoRA that grows without bound shows here first.
+    terms.extend(norm.map(|norm| ("lora/norm", norm.detach())));
     Loss { terms, total }
 }
 

@@ -22,17 +22,20 @@ use loc_core::schedule::{NoiseSchedule, PredictionType};
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::weights::load_safetensors;
 use loc_data::config::OpenedSet;
-use loc_data::loader::PairBatch;
+use loc_data::loader::{PairBatch, Prepare, prepare_pair};
 use loc_data::pipeline::{PreparedPair, PreparedQuad, Preprocess, quad_tensors};
 use loc_data::record::QuadRecord;
 use rand::RngExt;
 use rand::rngs::StdRng;
 
+use crate::cache::{CachedItem, EncodedBatch, Encoders, EncodingCache};
 use crate::checkpoint::{self, OPTIMIZER_FILE, TrainerState};
 use crate::config::{Config, EvalConfig, Stage};
 use crate::logging::Logger;
 use crate::models::{LoadedEditor, copy_dir, save_editor, save_image_encoder, tiny_editor, tiny_vision_config};
-use crate::objective::{Generator, Loss, editor_loss, lora_reverse_loss, quad_loss, step_rng, text_states};
+use crate::objective::{
+    Generator, Loss, editor_loss, lora_reverse_loss, lora_reverse_loss_encoded, quad_loss, step_rng, text_states,
+};
 use crate::optim::{AdamW, grad_norm, learning_rate, unfreeze};
 use crate::probe::{Probe, ProbeResult};
 use loc_eval::generate::tensor_image as to_image;
@@ -72,12 +75,51 @@ pub struct RunSummary {
     pub report: Option<QuadReport>,
 }
 
+/// A training batch: decoded images, or their cached encodings (`[data] cache`). One per step:
+/// the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Batch {
+    Images(PairBatch),
+    Encoded(EncodedBatch),
+}
+
+/// One item of a batch as the loader prepares it.
+enum Prepared {
+    Pair(PreparedPair),
+    Cached(CachedItem),
+}
+
+impl Batch {
+    /// Items of one kind (a run either caches or decodes) as tensors on `device`.
+    fn new(items: Vec<Prepared>, device: &Device) -> Self {
+        let (mut pairs, mut cached) = (Vec::new(), Vec::new());
+        for item in items {
+            match item {
+                Prepared::Pair(pair) => pairs.push(pair),
+                Prepared::Cached(encoded) => cached.push(encoded),
+            }
+        }
+        if cached.is_empty() {
+            Batch::Images(PairBatch::from_pairs(&pairs, device))
+        } else {
+            Batch::Encoded(EncodedBatch::new(&cached, device))
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Batch::Images(batch) => batch.ids.len(),
+            Batch::Encoded(batch) => batch.len(),
+        }
+    }
+}
+
 /// What differs between the stages.
 trait Trainee {
     type Weights: Module;
     fn weights(&self) -> Self::Weights;
     fn set_weights(&mut self, weights: Self::Weights);
-    fn loss(&self, batch: &PairBatch, config: &Config, rng: &mut StdRng) -> Loss;
+    fn loss(&self, batch: &Batch, config: &Config, rng: &mut StdRng) -> Loss;
     fn editor(&self) -> &InstructPix2Pix;
     fn probe(&self, probe: &Probe, config: &Config) -> ProbeResult;
     /// A row per pair of the grid.
@@ -116,7 +158,8 @@ impl Trainee for EditorTrainee {
         self.editor.text_encoder = weights.text_encoder;
     }
 
-    fn loss(&self, batch: &PairBatch, config: &Config, rng: &mut StdRng) -> Loss {
+    fn loss(&self, batch: &Batch, config: &Config, rng: &mut StdRng) -> Loss {
+        let Batch::Images(batch) = batch else { unreachable!("validated: the editor stage caches nothing") };
         let dropout = config.objective.conditioning_dropout;
         let (before, after) = (batch.before.clone(), batch.after.clone());
         editor_loss(&self.editor, &self.schedule, before, after, &batch.instructions, dropout, rng)
@@ -232,16 +275,21 @@ impl Trainee for HypernetTrainee {
         self.weights = weights;
     }
 
-    fn loss(&self, batch: &PairBatch, config: &Config, rng: &mut StdRng) -> Loss {
-        let (before, after) = (batch.before.clone(), batch.after.clone());
+    fn loss(&self, batch: &Batch, config: &Config, rng: &mut StdRng) -> Loss {
         let generator = self.generator(&self.weights);
         let prompt = self.prompt.clone();
         let objective = &config.objective;
-        let mut loss =
-            lora_reverse_loss(&self.editor, &generator, &self.schedule, before, after, prompt, objective, rng);
+        let (editor, schedule) = (&self.editor, &self.schedule);
+        let mut loss = match batch {
+            Batch::Images(b) => {
+                let (before, after) = (b.before.clone(), b.after.clone());
+                lora_reverse_loss(editor, &generator, schedule, before, after, prompt, objective, rng)
+            }
+            Batch::Encoded(b) => lora_reverse_loss_encoded(editor, &generator, schedule, b, prompt, objective, rng),
+        };
         if let Some(quads) = &self.quads {
-            let device = batch.before.device();
-            let images = quads.draw(batch.ids.len(), rng, &device);
+            let device = self.prompt.device();
+            let images = quads.draw(batch.len(), rng, &device);
             let term = quad_loss(&self.editor, &generator, &self.schedule, images, self.prompt.clone(), rng);
             loss.total = loss.total + term.clone().mul_scalar(objective.quad_weight);
             loss.terms.push(("loss/quad", term));
@@ -376,7 +424,7 @@ pub fn run(config: &Config, options: &RunOptions, device: &Device) -> anyhow::Re
             // Only the VAE is frozen and never exported here: it alone takes the precision.
             let editor = InstructPix2Pix { vae: editor.vae.map(|vae| cast_module(vae, precision)), ..editor };
             let trainee = EditorTrainee { editor: trainable_editor(editor, config), files_from, schedule };
-            train(trainee, config, &sets, options, &device)
+            train(trainee, config, &sets, options, &device, None)
         }
         Stage::Hypernet => {
             let editor_dir = config.model.editor.clone().expect("validated: the hypernet stage names its editor");
@@ -431,7 +479,22 @@ pub fn run(config: &Config, options: &RunOptions, device: &Device) -> anyhow::Re
             if let Some(init) = &config.model.hypernet_init {
                 trainee.restore(init, config).with_context(|| format!("model.hypernet_init {}", init.display()))?;
             }
-            train(trainee, config, &sets, options, &device)
+            let cache = match (&config.data.cache, &trainee.frozen_encoder) {
+                (Some(dir), Some(encoder_dir)) => {
+                    let models = Encoders {
+                        editor: &trainee.editor_valid,
+                        editor_dir: &trainee.editor_dir,
+                        encoder: &trainee.weights.encoder.valid(),
+                        encoder_dir,
+                        patches: h.patches,
+                        precision,
+                    };
+                    let plain = device.clone().inner();
+                    Some(EncodingCache::build(dir, &config.data, &sets, &models, &plain, options.echo)?)
+                }
+                _ => None,
+            };
+            train(trainee, config, &sets, options, &device, cache)
         }
     }
 }
@@ -490,6 +553,7 @@ fn train<T: Trainee>(
     sets: &[OpenedSet],
     options: &RunOptions,
     device: &Device,
+    cache: Option<EncodingCache>,
 ) -> anyhow::Result<RunSummary> {
     let out = &config.output_dir;
     let mut state = TrainerState { step: 0, updates: 0, bad_steps: 0, config: config.to_toml() };
@@ -525,7 +589,15 @@ fn train<T: Trainee>(
     });
     let loader = Arc::new(config.data.train_loader(sets, config.train.batch_size, config.seed));
     let accum = config.train.grad_accum as u64;
-    let batches = loader.clone().prefetch(state.step * accum, 4);
+    let prepare: Arc<Prepare<Prepared>> = match cache {
+        None => {
+            Arc::new(|source, index, preprocess, rng| prepare_pair(source, index, preprocess, rng).map(Prepared::Pair))
+        }
+        Some(cache) => Arc::new(move |source, index, preprocess, rng| {
+            cache.prepare(source, index, preprocess, rng).map(Prepared::Cached)
+        }),
+    };
+    let batches = loader.clone().prefetch_with(state.step * accum, 4, prepare);
     let stop = Arc::new(AtomicBool::new(false));
     if options.echo {
         let flag = stop.clone();
@@ -576,8 +648,7 @@ fn train<T: Trainee>(
         let mut loss_sum = 0.0;
         let mut terms: Vec<(&'static str, f64)> = Vec::new();
         for micro in 0..accum {
-            let pairs = batches.recv().context("the data loader stopped")??;
-            let batch = PairBatch::from_pairs(&pairs, device);
+            let batch = Batch::new(batches.recv().context("the data loader stopped")??, device);
             let mut rng = step_rng(config.seed, step, micro);
             let loss = trainee.loss(&batch, config, &mut rng);
             for (name, value) in &loss.terms {

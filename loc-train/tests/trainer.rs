@@ -250,3 +250,59 @@ fn a_bf16_editor_and_gradient_checkpointing_train_h_like_the_f32_run() {
     let (_, _, checkpointed) = probe("checkpointed", "f32", true);
     assert_eq!(checkpointed, f32_losses);
 }
+
+/// `[data] cache`: the cached step is the uncached step (flips, exchange, patch tokens, the
+/// reverse term), for a pixel-space editor and for one with a VAE; a second run reuses the
+/// files, and a changed resolution rebuilds them.
+#[test]
+fn cached_encodings_give_the_uncached_losses() {
+    use loc_core::clip::ClipVisionModelWithProjection;
+    use loc_train::models::{save_image_encoder, tiny_vision_config};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../loc-core/tests/fixtures");
+    let with_vae = fixtures.join("tiny_ip2p");
+    for (name, editor, resolution) in [("pixels", editor_folder(dir.path()), 8), ("vae", with_vae, 16)] {
+        let encoder = dir.path().join(format!("{name}-encoder"));
+        device.seed(3);
+        save_image_encoder(&ClipVisionModelWithProjection::new(&tiny_vision_config(resolution), &device), &encoder)
+            .unwrap();
+        let cache = dir.path().join(format!("{name}-cache"));
+        let config = |run: &str, cached: bool| {
+            let mut config = hypernet_config(&editor, &dir.path().join(run), "");
+            config.model.image_encoder_preset = None;
+            config.model.image_encoder = Some(encoder.clone());
+            config.model.train_image_encoder = false;
+            config.model.hypernet.patches = true;
+            config.data.resolution = resolution as u32;
+            config.data.hflip_prob = 0.5;
+            config.data.cache = cached.then(|| cache.clone());
+            config.train.steps = 3;
+            config
+        };
+        let losses = |run: &str, cached: bool| run_losses(&config(&format!("{name}-{run}"), cached));
+        let images = losses("images", false);
+        let cached = losses("cached", true);
+        for ((step, a), (_, b)) in images.iter().zip(&cached) {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "{name} step {step}: images {a} vs cached {b}");
+        }
+        let files = || std::fs::read_dir(cache.join("world")).unwrap().count();
+        let written = files();
+        assert!(written > 150, "{name}: one file per training item, {written}");
+        assert_eq!(losses("again", true), cached, "{name}: the second run reads the same encodings");
+        assert_eq!(files(), written);
+        // Encodings from bf16 encoders are other encodings: the cache is rebuilt for them.
+        let item = std::fs::read_dir(cache.join("world")).unwrap().next().unwrap().unwrap().path();
+        let before = std::fs::read(&item).unwrap();
+        let mut half = config(&format!("{name}-bf16"), true);
+        half.train.precision = "bf16".parse().unwrap();
+        run_losses(&half);
+        assert!(std::fs::read_to_string(cache.join("cache.json")).unwrap().contains("bf16"));
+        assert_ne!(std::fs::read(&item).unwrap(), before, "{name}: {} was not re-encoded", item.display());
+    }
+}
+
+fn run_losses(config: &Config) -> Vec<(u64, f64)> {
+    run(config, &RunOptions::default(), &Device::flex()).unwrap().losses
+}
