@@ -101,6 +101,33 @@ impl AutoencoderKLConfig {
         }
         Ok(config)
     }
+
+    /// Stable Diffusion 1.x's VAE (8x downsampling, 4 latent channels, ~84M parameters).
+    pub fn sd15() -> Self {
+        Self::with_blocks(&[128, 256, 512, 512], 2, 32)
+    }
+
+    /// A small VAE for tests and CPU benches (4x downsampling).
+    pub fn tiny() -> Self {
+        Self::with_blocks(&[8, 16, 16], 1, 4)
+    }
+
+    fn with_blocks(channels: &[usize], layers_per_block: usize, norm_num_groups: usize) -> Self {
+        Self {
+            in_channels: 3,
+            out_channels: 3,
+            block_out_channels: channels.to_vec(),
+            layers_per_block,
+            latent_channels: 4,
+            norm_num_groups,
+            scaling_factor: scaling_factor(),
+            down_block_types: vec!["DownEncoderBlock2D".into(); channels.len()],
+            up_block_types: vec!["UpDecoderBlock2D".into(); channels.len()],
+            use_quant_conv: true,
+            use_post_quant_conv: true,
+            mid_block_add_attention: true,
+        }
+    }
 }
 
 /// `UNetMidBlock2D` without time embedding: resnet, spatial attention, resnet.

@@ -11,12 +11,14 @@
 //! | `clip-vision` | `pixel_values` | `image_embeds` |
 //! | `dino` | `pixel_values` | `cls`, `last_hidden_state` |
 //!
-//! The CLIP components read a tower's own folder or a full CLIP folder.
+//! The CLIP components read a tower's own folder or a full CLIP folder. With `--reference`
+//! (a parity fixture's `io.safetensors`), each output is compared with the reference's tensor
+//! of the same meaning (`out_sample` for the UNet, `decoded` for the VAE decoder).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use burn::prelude::*;
 use clap::ValueEnum;
 use loc_core::clip::{ClipTextModel, ClipTextModelWithProjection, ClipVisionModelWithProjection};
@@ -67,7 +69,10 @@ impl Inputs<'_> {
     }
 }
 
-fn output<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<(String, Vec<usize>, Vec<f32>)> {
+/// A named output: shape and values.
+pub type Output = (String, Vec<usize>, Vec<f32>);
+
+fn output<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<Output> {
     let shape = t.dims().to_vec();
     let values = t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| anyhow!("{name}: {e:?}"))?;
     Ok((name.to_string(), shape, values))
@@ -81,7 +86,7 @@ pub fn run(
     output_path: &Path,
     device: &Device,
     precision: Precision,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<Output>> {
     let device = device.clone();
     let tensors = read_safetensors(inputs)?;
     let inputs = Inputs { file: inputs, tensors, device: device.clone() };
@@ -124,5 +129,39 @@ pub fn run(
             vec![output("image_embeds", clip.forward(inputs.float::<4>("pixel_values")?).image_embeds)?]
         }
     };
-    write_safetensors(output_path, &outputs).with_context(|| format!("writing {}", output_path.display()))
+    write_safetensors(output_path, &outputs).with_context(|| format!("writing {}", output_path.display()))?;
+    Ok(outputs)
+}
+
+/// One output against its reference.
+pub struct Deviation {
+    pub name: String,
+    pub max_abs_diff: f32,
+    /// The reference's largest magnitude (at least 1): differences are relative to it.
+    pub scale: f32,
+}
+
+/// Each of `outputs` against the tensor of the same meaning in `reference`.
+pub fn compare(component: Component, outputs: &[Output], reference: &Path) -> anyhow::Result<Vec<Deviation>> {
+    let mut tensors = read_safetensors(reference)?;
+    outputs
+        .iter()
+        .map(|(name, shape, values)| {
+            let wanted = match (component, name.as_str()) {
+                (Component::Unet, "sample") => "out_sample",
+                (Component::VaeDecode, "sample") => "decoded",
+                (_, other) => other,
+            };
+            let expected = tensors
+                .remove(wanted)
+                .ok_or_else(|| anyhow!("{}: no `{wanted}` to compare `{name}` with", reference.display()))?;
+            if &expected.shape != shape {
+                bail!("{}: `{wanted}` has shape {:?}, the output {shape:?}", reference.display(), expected.shape);
+            }
+            let expected = expected.floats();
+            let max_abs_diff = values.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let scale = expected.iter().map(|v| v.abs()).fold(1.0, f32::max);
+            Ok(Deviation { name: name.clone(), max_abs_diff, scale })
+        })
+        .collect()
 }

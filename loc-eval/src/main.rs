@@ -45,6 +45,12 @@ enum Command {
         inputs: PathBuf,
         #[arg(long)]
         output: PathBuf,
+        /// A parity fixture's reference outputs: print each output's deviation and fail past
+        /// `--tolerance` (relative to the reference's largest magnitude).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        #[arg(long, default_value_t = 1e-3)]
+        tolerance: f32,
     },
     /// Score generated MagicBrush edits against the ground truth (official layout and
     /// formulas): L1, L2, PSNR, SSIM, and CLIP-I / CLIP-T / DINO when their models are given.
@@ -283,8 +289,25 @@ fn main() -> anyhow::Result<()> {
             println!("{markdown}");
             Ok(())
         }
-        Command::Forward { component, model_dir, inputs, output } => {
-            forward::run(component, &model_dir, &inputs, &output, &device, precision)
+        Command::Forward { component, model_dir, inputs, output, reference, tolerance } => {
+            let outputs = forward::run(component, &model_dir, &inputs, &output, &device, precision)?;
+            let Some(reference) = reference else { return Ok(()) };
+            let mut worst = 0.0f32;
+            for d in forward::compare(component, &outputs, &reference)? {
+                let relative = d.max_abs_diff / d.scale;
+                worst = worst.max(relative);
+                println!(
+                    "{} {:?} {}: max abs diff {:.3e}, relative {relative:.3e}",
+                    model_dir.display(),
+                    component,
+                    d.name,
+                    d.max_abs_diff
+                );
+            }
+            if worst > tolerance {
+                anyhow::bail!("{}: relative deviation {worst:.3e} > --tolerance {tolerance:.1e}", model_dir.display());
+            }
+            Ok(())
         }
         Command::GenerateMagicbrush {
             data,

@@ -10,6 +10,10 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn forward(component: &str, model: &str, inputs: &Path, output: &Path) -> std::process::Output {
+    forward_with(component, model, inputs, output, &[])
+}
+
+fn forward_with(component: &str, model: &str, inputs: &Path, output: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_loc-eval"))
         .args(["forward", "--component", component, "--model-dir"])
         .arg(fixture(model))
@@ -17,8 +21,28 @@ fn forward(component: &str, model: &str, inputs: &Path, output: &Path) -> std::p
         .arg(inputs)
         .arg("--output")
         .arg(output)
+        .args(extra)
         .output()
         .unwrap()
+}
+
+/// `--reference` (what the GPU check runs): every fixture within 1e-3 in f32; bf16 deviates
+/// more, and a deviation past `--tolerance` fails naming it.
+#[test]
+fn reference_checks_pass_in_f32_and_fail_past_the_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.safetensors");
+    for (component, model) in [("unet", "unet_conv"), ("vae-decode", "vae"), ("clip-text", "clip_text_gelu")] {
+        let io = fixture(model).join("io.safetensors");
+        let io = io.to_str().unwrap();
+        let run = forward_with(component, model, Path::new(io), &out, &["--reference", io]);
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success() && stdout.contains("relative"), "{component}: {stdout}");
+        let half = ["--reference", io, "--precision", "bf16", "--tolerance", "1e-6"];
+        let run = forward_with(component, model, Path::new(io), &out, &half);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success() && stderr.contains("> --tolerance"), "{component} bf16: {stderr}");
+    }
 }
 
 fn assert_matches(output: &Path, name: &str, reference: &Path, reference_name: &str) {
