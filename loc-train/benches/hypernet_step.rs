@@ -6,8 +6,11 @@
 //! `cargo bench -p loc-train --bench hypernet_step` (the tiny world's UNet, 16 pairs at 16x16)
 //! `cargo bench -p loc-train --bench hypernet_step -- --sd15` (SD-1.5 InstructPix2Pix, one pair
 //! at 32x32 latents: a 256x256 image; ~10 GB of memory)
-//! Options: `--device cuda`, `--precision bf16` (the frozen UNet's dtype), `--pairs 8`,
-//! `--side 32` (latent side), `--gradient-checkpointing`.
+//! Options: `--device cuda`, `--precision bf16` (the frozen models' dtype), `--pairs 8`,
+//! `--side 32` (latent side), `--gradient-checkpointing`, `--encoders` (the step also runs the
+//! frozen image encoder on `A, A'` and the VAE on the `4N` condition and target images, as a
+//! step without `[data] cache` does: SD-1.5's VAE and CLIP ViT-L/14, or the tiny world's
+//! vision tower in pixel space; the ratio to the plain step is the cache's speed-up).
 
 use std::time::Instant;
 
@@ -15,13 +18,15 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::Parser;
+use loc_core::clip::{ClipVisionConfig, ClipVisionModelWithProjection};
 use loc_core::device::{Precision, cast_module, parse_device};
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, PairFeatures, select_targets};
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, PairFeatures, image_features, select_targets};
 use loc_core::lora::LoraSet;
 use loc_core::schedule::{NoiseSchedule, SchedulerConfig};
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use loc_core::vae::{AutoencoderKL, AutoencoderKLConfig};
 use loc_train::config::OptimConfig;
-use loc_train::models::tiny_unet_config;
+use loc_train::models::{tiny_unet_config, tiny_vision_config};
 use loc_train::objective::denoising_loss;
 use loc_train::optim::AdamW;
 
@@ -50,9 +55,20 @@ struct Args {
     side: Option<usize>,
     #[arg(long)]
     gradient_checkpointing: bool,
+    #[arg(long)]
+    encoders: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// CLIP ViT-L/14's vision tower (`openai/clip-vit-large-patch14`), the paper's image encoder.
+fn vit_l14() -> ClipVisionConfig {
+    serde_json::from_value(serde_json::json!({
+        "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+        "image_size": 224, "patch_size": 14, "projection_dim": 768
+    }))
+    .expect("a valid vision config")
 }
 
 fn main() {
@@ -73,13 +89,30 @@ fn main() {
     let mut optim = AdamW::new(&OptimConfig::default());
     let latent = unet_config.out_channels;
     let context = Tensor::<3>::zeros([2 * pairs, 8, unet_config.cross_attention_dim], &device);
+    let (vae, vision) =
+        if args.sd15 { (Some(AutoencoderKLConfig::sd15()), vit_l14()) } else { (None, tiny_vision_config(side)) };
+    let vae = vae.map(|c| cast_module(AutoencoderKL::new(&c, &device).no_grad(), args.precision));
+    let vision = cast_module(ClipVisionModelWithProjection::new(&vision, &device).no_grad(), args.precision);
+    let image_side = vae.as_ref().map_or(side, |_| 8 * side);
     let mut step = |hypernet: loc_core::hypernet::Hypernetwork| {
         let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let lora = hypernet.forward(PairFeatures {
-            before: random([pairs, features]),
-            after: random([pairs, features]),
-            patches: None,
-        });
+        let features = if args.encoders {
+            let images =
+                |n| Tensor::<4>::random([n, 3, image_side, image_side], Distribution::Uniform(-1.0, 1.0), &device);
+            if let Some(vae) = &vae {
+                let _ = vae.encode(images(4 * pairs)).mean.into_data();
+            }
+            let (pooled, _) = image_features(&vision, images(2 * pairs), false);
+            let pooled = pooled.narrow(1, 0, features).detach();
+            PairFeatures {
+                before: pooled.clone().narrow(0, 0, pairs),
+                after: pooled.narrow(0, pairs, pairs),
+                patches: None,
+            }
+        } else {
+            PairFeatures { before: random([pairs, features]), after: random([pairs, features]), patches: None }
+        };
+        let lora = hypernet.forward(features);
         let lora = LoraSet::cat(vec![lora.clone(), lora.negate()]);
         let x0 = Tensor::<4>::random([2 * pairs, latent, side, side], Distribution::Normal(0.0, 1.0), &device);
         let condition = x0.clone().flip([0]);
