@@ -135,15 +135,16 @@ fn main() {
     // A device's pools keep the pages they grew to: what they hold after the steps is the peak.
     let device_gib = device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64);
     println!(
-        "| setting | device | precision | checkpointing | pairs/step | latents | step s | pairs/s | peak RSS GiB | device GiB |"
+        "| setting | device | precision | checkpointing | encoders | pairs/step | latents | step s | pairs/s | peak RSS GiB | device GiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {name} ({} targets) | {} | {} | {} | {pairs} | {side}x{side} | {seconds:.3} | {:.2} | {:.2} | {} |",
+        "| {name} ({} targets) | {} | {} | {} | {} | {pairs} | {side}x{side} | {seconds:.3} | {:.2} | {:.2} | {} |",
         targets.len(),
         args.device,
         args.precision,
         args.gradient_checkpointing,
+        args.encoders,
         pairs as f64 / seconds,
         peak_rss_gib(),
         device_gib.map_or("-".into(), |g| format!("{g:.2}")),
