@@ -12,15 +12,16 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/$FEATURE}"
 cargo build --release --features "$FEATURE" -p loc-train -p loc-eval
 mkdir -p "$BIN_DIR"
 cp "$CARGO_TARGET_DIR/release/loc-train" "$CARGO_TARGET_DIR/release/loc-eval" "$BIN_DIR/"
-for bench in "loc-train hypernet_step" "loc-core edit"; do
-  set -- $bench
-  # The bench's executable, from cargo's own report of what it built.
-  exe=$(cargo bench --no-run --features "loc-core/$FEATURE" -p "$1" --bench "$2" --message-format=json 2>/dev/null |
+for bench in hypernet_step edit; do
+  # The bench's executable, from cargo's own report of what it built. Selecting the same
+  # packages as the build above keeps their features, so nothing is rebuilt but the bench.
+  exe=$(cargo bench --no-run --features "loc-core/$FEATURE" -p loc-train -p loc-eval -p loc-core --bench "$bench" \
+    --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["bench"]:
         print(m["executable"])' | tail -1)
-  cp "$exe" "$BIN_DIR/$2"
+  cp "$exe" "$BIN_DIR/$bench"
 done
 ls -la "$BIN_DIR"
