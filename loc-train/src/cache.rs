@@ -372,5 +372,10 @@ pub fn validate(data: &DataConfig, hypernet_stage: bool, trains_encoder: bool) -
             "a trained image encoder changes its features every step; set model.train_image_encoder = false",
         );
     }
+    // Each set's encodings live in (and a rebuild empties) the folder named after it.
+    let unsafe_name = |name: &str| name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']);
+    if let Some(set) = data.sets.iter().find(|s| unsafe_name(&s.name)) {
+        return refuse(&format!("data set name `{}` cannot name a folder inside the cache", set.name));
+    }
     Ok(())
 }

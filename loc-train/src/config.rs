@@ -619,6 +619,8 @@ source = { kind = "synthetic", len = 100 }
         assert!(load(&frozen, &["data.cache=\"c\""]).is_ok());
         let err = load(&frozen, &["data.cache=\"c\"", "data.random_crop=true"]).unwrap_err().to_string();
         assert!(err.contains("`data.cache` random crops change every step's images"), "{err}");
+        let err = load(&frozen, &["data.cache=\"c\"", "data.sets.0.name=\"../x\""]).unwrap_err().to_string();
+        assert!(err.contains("`../x` cannot name a folder inside the cache"), "{err}");
         let eval = "\n[eval]\nquads = { kind = \"synthetic\", len = 4 }\ncount = 4\nclip = \"no/such/clip\"\n";
         let err = load(&format!("{MINIMAL}{eval}"), &[]).unwrap_err().to_string();
         assert!(err.contains("`eval.clip`") && err.contains("no/such/clip/config.json"), "{err}");
