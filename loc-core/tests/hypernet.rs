@@ -37,8 +37,7 @@ impl World {
         }
     }
 
-    /// The UNet's inputs for `n` samples: fixed values, not the device's RNG, which tests
-    /// running in parallel share.
+    /// The UNet's inputs for `n` samples: [`fixed`] values, not the device's shared generator.
     fn inputs(&self, n: usize) -> (Tensor<4>, Tensor<3>) {
         (fixed([n, 8, 16, 16], &self.device), fixed([n, 7, 32], &self.device))
     }
@@ -47,13 +46,6 @@ impl World {
         let (sample, context) = self.inputs(n);
         self.unet.forward(sample, Tensor::full([n], 300.0, &self.device), context, lora)
     }
-}
-
-/// Hash-like values in `[-1, 1)`, the same on every call.
-fn fixed<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
-    let count = shape.iter().product::<usize>();
-    let values: Vec<f32> = (0..count).map(|i| ((i as f32 * 12.9898).sin() * 43758.547).fract()).collect();
-    Tensor::from_data(TensorData::new(values, shape), device)
 }
 
 #[test]

@@ -13,6 +13,15 @@ pub fn randn<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
 }
 
+/// Hash-like values in `[-1, 1)`, the same on every call: inputs for tests that run beside
+/// tests relying on the device's one shared generator (a draw from it in between their seeding
+/// and their draw would change their numbers).
+pub fn fixed<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    let count = shape.iter().product::<usize>();
+    let values: Vec<f32> = (0..count).map(|i| ((i as f32 * 12.9898).sin() * 43758.547).fract()).collect();
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
 pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
 }
