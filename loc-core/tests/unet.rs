@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use common::*;
 use loc_core::device::{Precision, cast_module};
-use loc_core::lora::{LoraDelta, LoraSet, TargetKind, merge_lora};
+use loc_core::lora::{LoraDelta, LoraSet, LoraTarget, TargetKind, merge_lora};
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 
 struct Io {
@@ -26,6 +26,18 @@ fn io(name: &str, device: &Device) -> Io {
         context: tensor(&reference["encoder_hidden_states"], device),
         reference,
     }
+}
+
+/// A rank-4 LoRA for two samples on every target, factors ~ N(0, 0.3), scale 0.5.
+fn random_lora(targets: &[LoraTarget], device: &Device) -> LoraSet {
+    targets
+        .iter()
+        .map(|t| {
+            let down = Tensor::random([2, 4, t.d_in], Distribution::Normal(0.0, 0.3), device);
+            let up = Tensor::random([2, t.d_out, 4], Distribution::Normal(0.0, 0.3), device);
+            (t.path.clone(), LoraDelta::new(down, up, 0.5))
+        })
+        .collect()
 }
 
 fn check_parity(model_dir: &str, io_dir: &str, output: &str) {
@@ -85,14 +97,7 @@ fn a_zero_lora_changes_nothing_and_a_random_one_equals_the_merged_unet() {
         let zero = LoraSet::zeros(&targets, 2, 4, &device);
         assert_eq!(values(forward(&unet, Some(&zero))), values(base.clone()), "{name}");
 
-        let lora: LoraSet = targets
-            .iter()
-            .map(|t| {
-                let down = Tensor::random([2, 4, t.d_in], Distribution::Normal(0.0, 0.3), &device);
-                let up = Tensor::random([2, t.d_out, 4], Distribution::Normal(0.0, 0.3), &device);
-                (t.path.clone(), LoraDelta::new(down, up, 0.5))
-            })
-            .collect();
+        let lora = random_lora(&targets, &device);
         let dynamic = forward(&unet, Some(&lora));
         assert!(max_abs_diff(dynamic.clone(), base) > 1e-2, "{name}: the LoRA must matter");
         for sample in 0..2 {
@@ -112,15 +117,7 @@ fn half_precision_unets_stay_close_to_f32() {
     for name in ["unet_conv", "unet_linear"] {
         let unet = UNet2DConditionModel::load(&fixture(name), &device).unwrap();
         let io = io(name, &device);
-        let lora: LoraSet = unet
-            .lora_targets()
-            .iter()
-            .map(|t| {
-                let down = Tensor::random([2, 4, t.d_in], Distribution::Normal(0.0, 0.3), &device);
-                let up = Tensor::random([2, t.d_out, 4], Distribution::Normal(0.0, 0.3), &device);
-                (t.path.clone(), LoraDelta::new(down, up, 0.5))
-            })
-            .collect();
+        let lora = random_lora(&unet.lora_targets(), &device);
         let forward = |u: &UNet2DConditionModel, lora: Option<&LoraSet>| {
             u.forward(io.sample.clone(), io.timestep.clone(), io.context.clone(), lora)
         };

@@ -89,28 +89,32 @@ fn main() {
     let mut optim = AdamW::new(&OptimConfig::default());
     let latent = unet_config.out_channels;
     let context = Tensor::<3>::zeros([2 * pairs, 8, unet_config.cross_attention_dim], &device);
-    let (vae, vision) =
-        if args.sd15 { (Some(AutoencoderKLConfig::sd15()), vit_l14()) } else { (None, tiny_vision_config(side)) };
-    let vae = vae.map(|c| cast_module(AutoencoderKL::new(&c, &device).no_grad(), args.precision));
-    let vision = cast_module(ClipVisionModelWithProjection::new(&vision, &device).no_grad(), args.precision);
-    let image_side = vae.as_ref().map_or(side, |_| 8 * side);
+    // The frozen encoders, built only when the step runs them.
+    let encoders = args.encoders.then(|| {
+        let (vae, vision) =
+            if args.sd15 { (Some(AutoencoderKLConfig::sd15()), vit_l14()) } else { (None, tiny_vision_config(side)) };
+        let vae = vae.map(|c| cast_module(AutoencoderKL::new(&c, &device).no_grad(), args.precision));
+        (vae, cast_module(ClipVisionModelWithProjection::new(&vision, &device).no_grad(), args.precision))
+    });
     let mut step = |hypernet: loc_core::hypernet::Hypernetwork| {
         let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let features = if args.encoders {
-            let images =
-                |n| Tensor::<4>::random([n, 3, image_side, image_side], Distribution::Uniform(-1.0, 1.0), &device);
-            if let Some(vae) = &vae {
-                let _ = vae.encode(images(4 * pairs)).mean.into_data();
+        let features = match &encoders {
+            Some((vae, vision)) => {
+                let image_side = vae.as_ref().map_or(side, |_| 8 * side);
+                let images =
+                    |n| Tensor::<4>::random([n, 3, image_side, image_side], Distribution::Uniform(-1.0, 1.0), &device);
+                if let Some(vae) = vae {
+                    let _ = vae.encode(images(4 * pairs)).mean.into_data();
+                }
+                let (pooled, _) = image_features(vision, images(2 * pairs), false);
+                let pooled = pooled.narrow(1, 0, features).detach();
+                PairFeatures {
+                    before: pooled.clone().narrow(0, 0, pairs),
+                    after: pooled.narrow(0, pairs, pairs),
+                    patches: None,
+                }
             }
-            let (pooled, _) = image_features(&vision, images(2 * pairs), false);
-            let pooled = pooled.narrow(1, 0, features).detach();
-            PairFeatures {
-                before: pooled.clone().narrow(0, 0, pairs),
-                after: pooled.narrow(0, pairs, pairs),
-                patches: None,
-            }
-        } else {
-            PairFeatures { before: random([pairs, features]), after: random([pairs, features]), patches: None }
+            None => PairFeatures { before: random([pairs, features]), after: random([pairs, features]), patches: None },
         };
         let lora = hypernet.forward(features);
         let lora = LoraSet::cat(vec![lora.clone(), lora.negate()]);
