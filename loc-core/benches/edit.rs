@@ -12,7 +12,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use clap::Parser;
 use loc_core::device::{Precision, cast_module, parse_device};
-use loc_core::pipeline::{EditOptions, edit, latent_shape};
+use loc_core::pipeline::{EditOptions, Sampling, edit, latent_shape};
 use loc_core::schedule::SchedulerConfig;
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use loc_core::vae::{AutoencoderKL, AutoencoderKLConfig};
@@ -50,7 +50,7 @@ fn main() {
         Tensor::<3>::random([1, 77, unet_config.cross_attention_dim], Distribution::Normal(seed, 1.0), &device)
     };
     let noise = Tensor::<4>::random(latent_shape(Some(&vae), image.dims()), Distribution::Normal(0.0, 1.0), &device);
-    let options = EditOptions { steps: args.steps, ..EditOptions::default() };
+    let options = EditOptions::new(Sampling { steps: args.steps, ..Sampling::default() }, 0);
     let run = || {
         let edited = edit(
             &unet,

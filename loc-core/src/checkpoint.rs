@@ -5,6 +5,7 @@
 //! ```text
 //! CHECKPOINT/loc_checkpoint.json     CheckpointManifest
 //! CHECKPOINT/hypernet.safetensors    H's weights
+//! CHECKPOINT/image_encoder/          the image encoder, when it was trained with H
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,8 +22,10 @@ use crate::lora::LoraSet;
 use crate::pipeline::{EditOptions, InstructPix2Pix};
 use crate::weights::{load_safetensors, read_config, save_safetensors, write_config};
 
-const MANIFEST: &str = "loc_checkpoint.json";
-const WEIGHTS: &str = "hypernet.safetensors";
+pub const MANIFEST_FILE: &str = "loc_checkpoint.json";
+pub const HYPERNET_FILE: &str = "hypernet.safetensors";
+/// A trained image encoder's folder (transformers layout) inside the checkpoint.
+pub const IMAGE_ENCODER_DIR: &str = "image_encoder";
 
 /// Paths are relative to the checkpoint folder unless absolute.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,15 +41,15 @@ pub struct CheckpointManifest {
     pub target_suffixes: Vec<String>,
     /// Side of the square images the editor works at.
     pub resolution: u32,
-    /// Training step the weights come from.
+    /// Training steps done when the weights were written.
     pub step: u64,
 }
 
 /// Writes `manifest` and `hypernet`'s weights into `dir` (created if needed).
 pub fn save_checkpoint(dir: &Path, manifest: &CheckpointManifest, hypernet: &Hypernetwork) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
-    save_safetensors(hypernet, &dir.join(WEIGHTS))?;
-    write_config(&dir.join(MANIFEST), manifest, None)
+    save_safetensors(hypernet, &dir.join(HYPERNET_FILE))?;
+    write_config(&dir.join(MANIFEST_FILE), manifest, None)
 }
 
 /// A trained LoC model: the frozen editor, the image encoder and `H`.
@@ -59,13 +62,13 @@ pub struct LocModel {
 
 impl LocModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
-        let manifest: CheckpointManifest = read_config(&dir.join(MANIFEST))?;
+        let manifest: CheckpointManifest = read_config(&dir.join(MANIFEST_FILE))?;
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
         let editor = InstructPix2Pix::load(&resolve(&manifest.editor), device)?;
         let encoder = ClipVisionModelWithProjection::load(&resolve(&manifest.image_encoder), device)?;
         let suffixes: Vec<&str> = manifest.target_suffixes.iter().map(String::as_str).collect();
         let targets = select_targets(&editor.unet.lora_targets(), &suffixes);
-        let hypernet = load_safetensors(manifest.hypernet.init(&targets, device), &dir.join(WEIGHTS))?.no_grad();
+        let hypernet = load_safetensors(manifest.hypernet.init(&targets, device), &dir.join(HYPERNET_FILE))?.no_grad();
         Ok(Self { editor, encoder, hypernet, manifest })
     }
 

@@ -14,11 +14,12 @@ use burn::module::{Initializer, Param, ParamId};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::clip::ClipVisionModelWithProjection;
+use serde::{Deserialize, Serialize};
+
+use crate::clip::{ClipVisionModelWithProjection, clip_pixels};
 use crate::lora::{LoraDelta, LoraSet, LoraTarget};
+use crate::nn::attention::multi_head_attention;
 
 /// Which UNet targets get a generated LoRA: paths ending in one of `suffixes`.
 pub const DEFAULT_TARGET_SUFFIXES: [&str; 4] = [".to_q", ".to_k", ".to_v", ".to_out.0"];
@@ -28,25 +29,77 @@ pub fn select_targets(all: &[LoraTarget], suffixes: &[&str]) -> Vec<LoraTarget> 
     all.iter().filter(|t| suffixes.iter().any(|s| t.path.ends_with(s))).cloned().collect()
 }
 
-#[derive(Config, Debug)]
+/// `H`'s shape as a run chooses it (`[model.hypernet]` of a run configuration, with the
+/// defaults of every run); the feature sizes come from the image encoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HypernetShape {
+    pub rank: usize,
+    pub width: usize,
+    pub heads: usize,
+    /// `M`, the decoder depth.
+    pub depth: usize,
+    /// Feed the encoder's patch tokens as extra memory, not only the pooled features.
+    pub patches: bool,
+    /// Standard deviation of the `down` heads' initial weights.
+    pub down_init_std: f64,
+}
+
+impl Default for HypernetShape {
+    fn default() -> Self {
+        Self { rank: 4, width: 256, heads: 8, depth: 6, patches: false, down_init_std: 0.02 }
+    }
+}
+
+impl HypernetShape {
+    /// `H` reading an image encoder whose pooled features (and patch tokens) are
+    /// `feature_dim` wide.
+    pub fn config(&self, feature_dim: usize) -> HypernetConfig {
+        HypernetConfig {
+            feature_dim,
+            rank: self.rank,
+            width: self.width,
+            heads: self.heads,
+            depth: self.depth,
+            patch_dim: self.patches.then_some(feature_dim),
+            down_init_std: self.down_init_std,
+        }
+    }
+
+    /// `Err((field, problem))` for a shape `H` cannot take.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        for (field, value) in [("rank", self.rank), ("width", self.width), ("heads", self.heads), ("depth", self.depth)]
+        {
+            if value == 0 {
+                return Err((field, "must be at least 1".into()));
+            }
+        }
+        if !self.width.is_multiple_of(self.heads) {
+            return Err(("width", format!("{} is not a multiple of heads = {}", self.width, self.heads)));
+        }
+        Ok(())
+    }
+}
+
+/// `H`'s full configuration, as a LoC checkpoint's manifest stores it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HypernetConfig {
     /// Size of the pooled image features (the encoder's hidden size).
     pub feature_dim: usize,
-    #[config(default = 4)]
     pub rank: usize,
-    #[config(default = 256)]
     pub width: usize,
-    #[config(default = 8)]
     pub heads: usize,
-    /// `M`, the decoder depth.
-    #[config(default = 6)]
     pub depth: usize,
     /// Width of the patch tokens fed as extra cross-attention memory (`None`: pooled only).
-    #[config(default = "None")]
     pub patch_dim: Option<usize>,
-    /// Standard deviation of the `down` heads' initial weights.
-    #[config(default = 0.02)]
     pub down_init_std: f64,
+}
+
+impl HypernetConfig {
+    /// The default shape reading `feature_dim`-wide features.
+    pub fn new(feature_dim: usize) -> Self {
+        HypernetShape::default().config(feature_dim)
+    }
 }
 
 /// Multi-head attention of `x` over `memory` with the fused kernel.
@@ -67,14 +120,8 @@ impl MultiHead {
     }
 
     fn forward(&self, x: Tensor<3>, memory: Tensor<3>) -> Tensor<3> {
-        let [n, l, d] = x.dims();
-        let split = |t: Tensor<3>| {
-            let s = t.dims()[1];
-            t.reshape([n, s, self.heads, d / self.heads]).swap_dims(1, 2)
-        };
         let (q, k, v) = (self.q.forward(x), self.k.forward(memory.clone()), self.v.forward(memory));
-        let out = attention(split(q), split(k), split(v), None, None, AttentionModuleOptions::default());
-        self.out.forward(out.swap_dims(1, 2).reshape([n, l, d]))
+        self.out.forward(multi_head_attention(q, k, v, self.heads, false))
     }
 }
 
@@ -241,25 +288,6 @@ impl Hypernetwork {
     pub fn rank(&self) -> usize {
         self.rank
     }
-}
-
-/// CLIP's pixel normalisation (mean, std per RGB channel).
-const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
-
-/// Images in `[-1, 1]` (any size) as the vision tower's input: bicubic resize to its
-/// `image_size`, CLIP normalisation.
-pub fn clip_pixels(images: Tensor<4>, image_size: usize) -> Tensor<4> {
-    use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
-    let device = images.device();
-    let resize = Interpolate2dConfig::new()
-        .with_output_size(Some([image_size, image_size]))
-        .with_mode(InterpolateMode::Cubic)
-        .init();
-    let unit = resize.forward(images).add_scalar(1.0).div_scalar(2.0);
-    let mean = Tensor::<1>::from_floats(CLIP_MEAN, &device).reshape([1, 3, 1, 1]);
-    let std = Tensor::<1>::from_floats(CLIP_STD, &device).reshape([1, 3, 1, 1]);
-    (unit - mean) / std
 }
 
 /// One image set's features from the vision tower: the class token after `post_layernorm`

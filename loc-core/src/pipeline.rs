@@ -7,6 +7,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use serde::{Deserialize, Serialize};
 
 use crate::clip::{ClipTextModel, ClipTokenizer};
 use crate::device::{Precision, cast_module};
@@ -16,9 +17,11 @@ use crate::schedule::{Ddim, SchedulerConfig};
 use crate::unet::UNet2DConditionModel;
 use crate::vae::AutoencoderKL;
 
-/// Sampling settings; defaults are InstructPix2Pix's.
-#[derive(Clone, Debug)]
-pub struct EditOptions {
+/// How an edit samples: DDIM steps and the guidance scales; defaults are InstructPix2Pix's.
+/// A run's `[eval]` section, `loc-eval`'s flags and the trainer's sample grids all hold one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Sampling {
     pub steps: usize,
     /// `s_T`: how strongly the text instruction is followed.
     pub text_guidance: f32,
@@ -28,12 +31,25 @@ pub struct EditOptions {
     /// branch, and this scale contrasts "with LoRA" against "without LoRA" in place of the
     /// text scale. When `None`, the LoRA applies in every branch.
     pub lora_guidance: Option<f32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self { steps: 20, text_guidance: 7.5, image_guidance: 1.5, lora_guidance: None }
+    }
+}
+
+/// One edit's settings: how it samples, and the seed of its initial noise.
+#[derive(Clone, Debug, Default)]
+pub struct EditOptions {
+    pub sampling: Sampling,
     pub seed: u64,
 }
 
-impl Default for EditOptions {
-    fn default() -> Self {
-        Self { steps: 20, text_guidance: 7.5, image_guidance: 1.5, lora_guidance: None, seed: 0 }
+impl EditOptions {
+    /// `sampling` with the initial noise from `seed`.
+    pub fn new(sampling: Sampling, seed: u64) -> Self {
+        Self { sampling, seed }
     }
 }
 
@@ -141,18 +157,19 @@ pub fn edit(
     options: &EditOptions,
 ) -> Tensor<4> {
     let n = images.dims()[0];
-    let ddim = Ddim::new(scheduler, options.steps);
+    let sampling = &options.sampling;
+    let ddim = Ddim::new(scheduler, sampling.steps);
     // Branches: (text + image), (image only), (neither).
     let image_latents = condition_latents(vae, images);
     let image_latents = Tensor::cat(vec![image_latents.clone(), image_latents.clone(), image_latents.zeros_like()], 0);
     let context = Tensor::cat(vec![cond, uncond.clone(), uncond], 0);
-    let (first_scale, lora) = match (options.lora_guidance, lora) {
+    let (first_scale, lora) = match (sampling.lora_guidance, lora) {
         (Some(scale), Some(set)) => {
             let only_first: Vec<f32> = (0..3 * n).map(|i| if i < n { 1.0 } else { 0.0 }).collect();
             let weights = Tensor::<1>::from_data(TensorData::new(only_first, [3 * n]), &image_latents.device());
             (scale, Some(set.clone().repeat(3).scaled_per_sample(weights)))
         }
-        (_, lora) => (options.text_guidance, lora.map(|set| set.clone().repeat(3))),
+        (_, lora) => (sampling.text_guidance, lora.map(|set| set.clone().repeat(3))),
     };
     let mut latents = noise;
     for &t in &ddim.timesteps {
@@ -163,7 +180,7 @@ pub fn edit(
             (out.clone().narrow(0, 0, n), out.clone().narrow(0, n, n), out.narrow(0, 2 * n, n));
         let guided = none.clone()
             + (full - image_only.clone()).mul_scalar(first_scale)
-            + (image_only - none).mul_scalar(options.image_guidance);
+            + (image_only - none).mul_scalar(sampling.image_guidance);
         latents = ddim.step(guided, t, latents);
     }
     decode_latents(vae, latents)

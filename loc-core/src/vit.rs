@@ -9,13 +9,12 @@ use burn::module::{Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::clip::{activation, check_encoder, check_patches};
 use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
+use crate::nn::attention::multi_head_attention;
 use crate::weights::{load_safetensors_part, read_config};
 
 /// `config.json` of a `ViTModel` (unknown keys ignored).
@@ -151,11 +150,8 @@ pub struct ViTModel {
 
 impl ViTSelfAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [n, l, d] = x.dims();
-        let split = |t: Tensor<3>| t.reshape([n, l, self.heads, d / self.heads]).swap_dims(1, 2);
         let (q, k, v) = (self.query.forward(x.clone()), self.key.forward(x.clone()), self.value.forward(x));
-        let out = attention(split(q), split(k), split(v), None, None, AttentionModuleOptions::default());
-        out.swap_dims(1, 2).reshape([n, l, d])
+        multi_head_attention(q, k, v, self.heads, false)
     }
 }
 

@@ -150,33 +150,41 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>, Mode
         .iter()
         .map(|(name, view)| {
             let data = view.data();
-            let values = match view.dtype() {
-                Dtype::F32 => RawValues::Float(
-                    data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                ),
-                Dtype::F16 => RawValues::Float(
-                    data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                ),
-                Dtype::BF16 => RawValues::Float(
-                    data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                ),
-                Dtype::I64 => RawValues::Int(
+            let values = match (float_values(&view), view.dtype()) {
+                (Some(floats), _) => RawValues::Float(floats),
+                (None, Dtype::I64) => RawValues::Int(
                     data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect(),
                 ),
-                Dtype::I32 => RawValues::Int(
+                (None, Dtype::I32) => RawValues::Int(
                     data.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64).collect(),
                 ),
-                other => return Err(file_err(format!("`{name}` has dtype {other:?}"))),
+                (None, other) => return Err(file_err(format!("`{name}` has dtype {other:?}"))),
             };
             Ok((name.to_string(), RawTensor { shape: view.shape().to_vec(), values }))
         })
         .collect()
 }
 
+/// A safetensors view's F32, F16 or BF16 values as f32 (`None` for other dtypes).
+pub fn float_values(view: &safetensors::tensor::TensorView) -> Option<Vec<f32>> {
+    use safetensors::tensor::Dtype;
+    let data = view.data();
+    match view.dtype() {
+        Dtype::F32 => Some(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
+        Dtype::F16 => Some(data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
+        Dtype::BF16 => Some(data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
+        _ => None,
+    }
+}
+
+/// f32 values as safetensors' little-endian bytes.
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
 /// Writes f32 tensors `(name, shape, values)` to `path`, atomically.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<usize>, Vec<f32>)]) -> Result<(), ModelError> {
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors.iter().map(|(_, _, v)| f32_bytes(v)).collect();
     let file_err = |problem: String| ModelError::WeightsFile { path: path.to_path_buf(), problem };
     let views = tensors
         .iter()

@@ -8,7 +8,7 @@ use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use common::*;
 use loc_core::clip::ClipVisionModelWithProjection;
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, Hypernetwork, PairFeatures, select_targets};
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, Hypernetwork, PairFeatures, select_targets};
 use loc_core::lora::LoraSet;
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 
@@ -24,7 +24,8 @@ fn world(device: Device) -> World {
     let unet = UNet2DConditionModel::new(&UNet2DConditionConfig::tiny(), &device).no_grad();
     let encoder = ClipVisionModelWithProjection::load(&fixture("clip_vision"), &device).unwrap();
     let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
-    let hyper = HypernetConfig::new(12).with_width(32).with_heads(4).with_depth(2).init(&targets, &device);
+    let hyper =
+        HypernetShape { width: 32, heads: 4, depth: 2, ..Default::default() }.config(12).init(&targets, &device);
     World { unet, encoder, hyper, device }
 }
 

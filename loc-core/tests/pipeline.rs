@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use loc_core::lora::LoraSet;
-use loc_core::pipeline::{EditOptions, edit};
+use loc_core::pipeline::{EditOptions, Sampling, edit};
 use loc_core::schedule::SchedulerConfig;
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
@@ -16,7 +16,7 @@ fn the_edit_loop_matches_the_diffusers_pipeline_and_a_zero_lora_changes_nothing(
     let reference = read_reference(&fixture("pipeline_io.safetensors"));
     let unet = UNet2DConditionModel::load(&fixture("unet_linear"), &device).unwrap();
     let vae = AutoencoderKL::load(&fixture("vae"), &device).unwrap();
-    let options = EditOptions { steps: 4, ..EditOptions::default() };
+    let options = EditOptions::new(Sampling { steps: 4, ..Sampling::default() }, 0);
     let image = tensor::<4>(&reference["image"], &device).mul_scalar(2.0).sub_scalar(1.0);
     let run = |lora: Option<&LoraSet>| {
         edit(
@@ -45,7 +45,7 @@ fn a_diffusers_folder_edits_by_prompt_deterministically_per_seed() {
     let device = device();
     let model = InstructPix2Pix::load(&fixture("tiny_ip2p"), &device).unwrap();
     let image = randn([1, 3, 16, 16], &device).clamp(-1.0, 1.0);
-    let options = EditOptions { steps: 3, ..EditOptions::default() };
+    let options = EditOptions::new(Sampling { steps: 3, ..Sampling::default() }, 0);
     let first = model.edit_with_prompts(image.clone(), &["make it snowy"], None, &options);
     assert_eq!(first.dims(), [1, 3, 16, 16]);
     let again = model.edit_with_prompts(image.clone(), &["make it snowy"], None, &options);
@@ -72,7 +72,7 @@ fn lora_guidance_contrasts_with_and_without_the_lora() {
     let vae = AutoencoderKL::load(&fixture("vae"), &device).unwrap();
     let image = tensor::<4>(&reference["image"], &device).mul_scalar(2.0).sub_scalar(1.0);
     let uncond = tensor::<3>(&reference["uncond"], &device);
-    let run = |lora: Option<&LoraSet>, options: &EditOptions| {
+    let run = |lora: Option<&LoraSet>, sampling: &Sampling| {
         let noise = tensor(&reference["noise"], &device);
         edit(
             &unet,
@@ -83,7 +83,7 @@ fn lora_guidance_contrasts_with_and_without_the_lora() {
             uncond.clone(),
             noise,
             lora,
-            options,
+            &EditOptions::new(sampling.clone(), 0),
         )
     };
     let lora: LoraSet = unet
@@ -96,13 +96,13 @@ fn lora_guidance_contrasts_with_and_without_the_lora() {
             )
         })
         .collect();
-    let guided = EditOptions { steps: 3, lora_guidance: Some(4.0), ..EditOptions::default() };
-    let unguided = EditOptions { lora_guidance: Some(0.0), ..guided.clone() };
-    let without = EditOptions { lora_guidance: None, ..guided.clone() };
+    let guided = Sampling { steps: 3, lora_guidance: Some(4.0), ..Sampling::default() };
+    let unguided = Sampling { lora_guidance: Some(0.0), ..guided.clone() };
+    let without = Sampling { lora_guidance: None, ..guided.clone() };
     let with_contrast = run(Some(&lora), &guided);
     assert!(max_abs_diff(with_contrast.clone(), run(None, &without)) > 1e-3, "the LoRA changes the edit");
     // s_L = 0 ignores the LoRA entirely: the no-LoRA edit with text scale 0.
-    let no_lora_text_zero = EditOptions { text_guidance: 0.0, ..without };
+    let no_lora_text_zero = Sampling { text_guidance: 0.0, ..without };
     assert_close(run(Some(&lora), &unguided), run(None, &no_lora_text_zero), 1e-5);
 }
 
@@ -117,7 +117,8 @@ fn a_half_precision_editor_edits_like_the_f32_one() {
     let device = device();
     let model = InstructPix2Pix::load(&fixture("tiny_ip2p"), &device).unwrap();
     let image = fixed([2, 3, 16, 16], &device);
-    let options = EditOptions { steps: 3, text_guidance: 1.0, image_guidance: 1.0, ..EditOptions::default() };
+    let options =
+        EditOptions::new(Sampling { steps: 3, text_guidance: 1.0, image_guidance: 1.0, ..Sampling::default() }, 0);
     // Fixed noise: the device's generator is shared with the tests running alongside.
     let noise = fixed(loc_core::pipeline::latent_shape(model.vae.as_ref(), image.dims()), &device);
     let edit = |m: &InstructPix2Pix| {

@@ -19,6 +19,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod record;
 pub mod resize;
+pub mod rng;
 pub mod seed;
 pub mod skip;
 pub mod world;

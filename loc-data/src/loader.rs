@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::pipeline::{PreparedPair, Preprocess, images_to_tensor};
 use crate::record::PairRecord;
+use crate::rng::mix;
 use crate::skip::{Skip, SkipKind, SkipLog};
 
 /// Splits `0..len` into (train, validation) by a hash of `(seed, index)`: stable when the
@@ -22,14 +23,6 @@ use crate::skip::{Skip, SkipKind, SkipLog};
 pub fn split_indices(len: usize, validation_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let threshold = (validation_fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64;
     (0..len).partition(|&i| mix(seed, i as u64) >= threshold)
-}
-
-/// SplitMix64 of `(seed, x)`.
-fn mix(seed: u64, x: u64) -> u64 {
-    let mut z = seed ^ x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// One data set of a mixture, restricted to some of its items.

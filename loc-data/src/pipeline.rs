@@ -3,6 +3,7 @@
 //! `[-1, 1]`.
 
 use std::io::{Cursor, Read};
+use std::path::Path;
 
 use burn::prelude::*;
 use image::imageops::{self, FilterType};
@@ -211,4 +212,39 @@ pub fn images_to_tensor(images: &[&RgbImage], device: &Device) -> Tensor<4> {
         }
     }
     Tensor::from_data(TensorData::new(values, [images.len(), 3, h, w]), device)
+}
+
+/// The RGB8 pixels behind `source` under the default size limits (grey, alpha and 16-bit
+/// converted); the error names the file.
+pub fn load_image(source: &ImageSource) -> Result<RgbImage, Skip> {
+    load_rgb(source, ImageLimits::default())
+}
+
+/// [`load_image`] of a file.
+pub fn read_image(path: &Path) -> Result<RgbImage, Skip> {
+    load_image(&ImageSource::File(path.to_path_buf()))
+}
+
+/// `image` stretched to `resolution` squared, as a `[1, 3, r, r]` tensor in `[-1, 1]` (what
+/// the editing commands feed a model; training crops instead).
+pub fn image_tensor(image: &RgbImage, resolution: u32, device: &Device) -> Tensor<4> {
+    let resized = imageops::resize(image, resolution, resolution, FilterType::CatmullRom);
+    images_to_tensor(&[&resized], device)
+}
+
+/// The first image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.
+pub fn tensor_image(x: Tensor<4>) -> RgbImage {
+    let [_, _, h, w] = x.dims();
+    let values: Vec<f32> = x.narrow(0, 0, 1).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 pixels");
+    let plane = h * w;
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let at = y as usize * w + x as usize;
+        let channel = |c: usize| ((values[c * plane + at] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+        image::Rgb([channel(0), channel(1), channel(2)])
+    })
+}
+
+/// Every image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.
+pub fn tensor_images(x: Tensor<4>) -> Vec<RgbImage> {
+    (0..x.dims()[0]).map(|i| tensor_image(x.clone().narrow(0, i, 1))).collect()
 }

@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use burn_dataset::{Dataset, DatasetError};
 use image::{Rgb, RgbImage, imageops};
+use rand::RngExt;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 
 use crate::error::check_index;
 use crate::record::{ImageSource, PairRecord, QuadRecord};
+use crate::rng::stream_rng;
 
 /// Which scenes and parameter bands a world draws from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -377,18 +378,6 @@ fn rotate_hue(rgb: [u8; 3], turn: f64) -> [u8; 3] {
     hsv_to_rgb((h + turn).rem_euclid(1.0), delta / max, max)
 }
 
-/// SplitMix64: independent streams from `(seed, split, index, role)`.
-fn stream(seed: u64, parts: &[u64]) -> StdRng {
-    let mut x = seed;
-    for &p in parts {
-        x = x.wrapping_add(p).wrapping_add(0x9E37_79B9_7F4A_7C15);
-        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^= x >> 31;
-    }
-    StdRng::seed_from_u64(x)
-}
-
 /// Parameter bands: training draws from tenths 0-3 and 5-8, held-out from 4 and 9.
 fn band_sample(rng: &mut StdRng, split: WorldSplit) -> f64 {
     const TRAIN: [u32; 8] = [0, 1, 2, 3, 5, 6, 7, 8];
@@ -417,11 +406,11 @@ impl SyntheticWorld {
     /// Item `index`: a pure function of `(seed, split, index)`.
     pub fn sample(&self, index: usize) -> WorldSample {
         let split = self.split as u64;
-        let mut edit_rng = stream(self.seed, &[split, index as u64, 0]);
+        let mut edit_rng = stream_rng(self.seed, &[split, index as u64, 0]);
         let kind = EditKind::ALL[edit_rng.random_range(0..EditKind::ALL.len())];
         let edit = Edit { kind, u: band_sample(&mut edit_rng, self.split), v: band_sample(&mut edit_rng, self.split) };
-        let scene_a = Scene::random(&mut stream(self.seed, &[split, index as u64, 1]));
-        let scene_b = Scene::random(&mut stream(self.seed, &[split, index as u64, 2]));
+        let scene_a = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 1]));
+        let scene_b = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 2]));
         WorldSample {
             edit,
             a: scene_a.render(self.resolution),

@@ -19,10 +19,10 @@ use loc_data::pipeline::images_to_tensor;
 use loc_data::world::{Edit, SyntheticWorld, WorldSample, WorldSplit};
 use serde::Serialize;
 
-use crate::generate::tensor_images;
 use crate::metrics::pixel::distances;
 use crate::quads::LoraGenerator;
 use crate::report;
+use loc_data::pipeline::tensor_images;
 
 /// Where each claim's items start in the held-out world, so no two claims share scenes.
 const REUSE_ITEMS: usize = 100_000;
@@ -300,7 +300,7 @@ impl ClaimsEval<'_> {
     pub fn evaluate(&self, world: &SyntheticWorld, sizes: ClaimSizes) -> Claims {
         let held_out: Vec<WorldSample> = (0..sizes.reverse).map(|i| world.sample(i)).collect();
         Claims {
-            steps: self.options.steps,
+            steps: self.options.sampling.steps,
             reuse: self.reuse(&reuse_groups(world, sizes.groups, sizes.queries)),
             reverse: self.reverse(&held_out),
             compose: self.compose(&couples(world, sizes.compose)),

@@ -15,33 +15,8 @@ use loc_core::checkpoint::LocModel;
 use loc_core::lora::LoraSet;
 use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_data::magicbrush::{MagicBrush, Session, Turn};
-use loc_data::pipeline::images_to_tensor;
+use loc_data::pipeline::{image_tensor, load_image, read_image, tensor_image};
 use serde::Deserialize;
-
-use crate::{load_image, read_image};
-
-/// `image` stretched to `resolution` squared, as a `[1, 3, r, r]` tensor in `[-1, 1]`.
-pub fn image_tensor(image: &RgbImage, resolution: u32, device: &Device) -> Tensor<4> {
-    let resized = imageops::resize(image, resolution, resolution, imageops::FilterType::CatmullRom);
-    images_to_tensor(&[&resized], device)
-}
-
-/// The first image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.
-pub fn tensor_image(x: Tensor<4>) -> RgbImage {
-    let [_, _, h, w] = x.dims();
-    let values: Vec<f32> = x.narrow(0, 0, 1).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 pixels");
-    let plane = h * w;
-    RgbImage::from_fn(w as u32, h as u32, |x, y| {
-        let at = y as usize * w + x as usize;
-        let channel = |c: usize| ((values[c * plane + at] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
-        image::Rgb([channel(0), channel(1), channel(2)])
-    })
-}
-
-/// Every image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.
-pub fn tensor_images(x: Tensor<4>) -> Vec<RgbImage> {
-    (0..x.dims()[0]).map(|i| tensor_image(x.clone().narrow(0, i, 1))).collect()
-}
 
 /// Where pair mode's visual instruction for a turn comes from.
 pub enum PairSource {

@@ -11,7 +11,7 @@ use image::imageops;
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::{ExportOptions, LoraFormat, LoraSet, load_lora, save_lora};
 use loc_core::pipeline::EditOptions;
-use loc_eval::generate::{image_tensor, tensor_image};
+use loc_data::pipeline::{image_tensor, read_image, tensor_image};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -20,8 +20,8 @@ pub enum Format {
 }
 
 /// The image at `path`, its original size, and the model-resolution tensor in `[-1, 1]`.
-fn read_image(path: &Path, resolution: u32, device: &Device) -> anyhow::Result<((u32, u32), Tensor<4>)> {
-    let image = loc_eval::read_image(path)?;
+fn model_input(path: &Path, resolution: u32, device: &Device) -> anyhow::Result<((u32, u32), Tensor<4>)> {
+    let image = read_image(path)?;
     Ok((image.dimensions(), image_tensor(&image, resolution, device)))
 }
 
@@ -35,8 +35,8 @@ fn generate(
     device: &Device,
 ) -> anyhow::Result<LoraSet> {
     let resolution = model.manifest.resolution;
-    let (_, a) = read_image(before, resolution, device)?;
-    let (_, a_edited) = read_image(after, resolution, device)?;
+    let (_, a) = model_input(before, resolution, device)?;
+    let (_, a_edited) = model_input(after, resolution, device)?;
     let lora = model.generate(a, a_edited).scaled(strength);
     Ok(if negate { lora.negate() } else { lora })
 }
@@ -69,7 +69,7 @@ pub fn edit(model: &LocModel, args: EditArgs) -> anyhow::Result<()> {
             if args.negate { lora.negate() } else { lora }
         }
     };
-    let ((width, height), query) = read_image(args.query, model.manifest.resolution, device)?;
+    let ((width, height), query) = model_input(args.query, model.manifest.resolution, device)?;
     let pixels = tensor_image(model.edit(query, &lora, &args.options));
     let output = imageops::resize(&pixels, width, height, imageops::FilterType::CatmullRom);
     output.save(args.out).with_context(|| format!("writing {}", args.out.display()))

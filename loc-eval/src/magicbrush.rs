@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use image::RgbImage;
+use loc_data::pipeline::read_image;
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
 use crate::metrics::pixel::{PixelScores, pixel_scores};
-use crate::{read_image, report};
+use crate::report;
 
 pub const SETTINGS: [&str; 2] = ["all_turn", "final_turn"];
 
@@ -171,7 +172,7 @@ fn embed_all(
 ) -> anyhow::Result<HashMap<PathBuf, Vec<f32>>> {
     let mut out = HashMap::new();
     for chunk in paths.chunks(64) {
-        let images: Vec<RgbImage> = chunk.par_iter().map(|p| read_image(p)).collect::<anyhow::Result<_>>()?;
+        let images: Vec<RgbImage> = chunk.par_iter().map(|p| read_image(p)).collect::<Result<_, _>>()?;
         let embeddings = embedder.embed(&images.iter().collect::<Vec<_>>());
         out.extend(chunk.iter().map(|p| (*p).clone()).zip(embeddings));
         eprintln!("{name}: {}/{} images", out.len(), paths.len());

@@ -15,7 +15,7 @@ use loc_eval::report;
 
 use clap::{Parser, Subcommand};
 use loc_core::device::{Precision, parse_device};
-use loc_core::pipeline::EditOptions;
+use loc_core::pipeline::{EditOptions, Sampling};
 
 #[derive(Parser)]
 #[command(version, about = "Evaluate and use LoRA of Change models")]
@@ -246,17 +246,13 @@ struct SamplingArgs {
 impl SamplingArgs {
     /// Options with the LoRA guidance set (`lora = true`) or the text guidance.
     fn options(&self, lora: bool) -> EditOptions {
-        let base = EditOptions {
-            steps: self.steps,
-            image_guidance: self.image_guidance,
-            seed: self.seed,
-            ..EditOptions::default()
-        };
-        if lora {
-            EditOptions { lora_guidance: Some(self.guidance), ..base }
+        let base = Sampling { steps: self.steps, image_guidance: self.image_guidance, ..Sampling::default() };
+        let sampling = if lora {
+            Sampling { lora_guidance: Some(self.guidance), ..base }
         } else {
-            EditOptions { text_guidance: self.guidance, ..base }
-        }
+            Sampling { text_guidance: self.guidance, ..base }
+        };
+        EditOptions::new(sampling, self.seed)
     }
 }
 
@@ -365,7 +361,7 @@ fn main() -> anyhow::Result<()> {
             sheet,
             out,
         } => {
-            use loc_eval::quads::{QuadEval, Sampling, prepare_quads};
+            use loc_eval::quads::{QuadEval, prepare_quads};
             let models = metrics.load(&device)?;
             let model = load(&checkpoint)?;
             let resolution = resolution.unwrap_or(model.manifest.resolution);
@@ -381,14 +377,8 @@ fn main() -> anyhow::Result<()> {
             let eval = QuadEval {
                 editor: &model.editor,
                 generator: Some(&generate),
-                sampling: Sampling {
-                    steps: sampling.steps,
-                    text_guidance,
-                    image_guidance: sampling.image_guidance,
-                    lora_guidance: Some(sampling.guidance),
-                },
+                options: EditOptions::new(Sampling { text_guidance, ..sampling.options(true).sampling }, sampling.seed),
                 prompt: &prompt,
-                seed: sampling.seed,
                 sheet,
                 models: &models,
                 device: &device,

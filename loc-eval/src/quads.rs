@@ -14,13 +14,12 @@ use anyhow::Context;
 use burn::prelude::*;
 use image::RgbImage;
 use loc_core::lora::LoraSet;
-use loc_core::pipeline::{EditOptions, InstructPix2Pix};
+use loc_core::pipeline::{EditOptions, InstructPix2Pix, Sampling};
 use loc_data::config::SourceConfig;
-use loc_data::pipeline::{PreparedQuad, Preprocess, quad_tensors};
+use loc_data::pipeline::{PreparedQuad, Preprocess, quad_tensors, tensor_images};
 use rand::SeedableRng;
 use serde::Serialize;
 
-use crate::generate::tensor_images;
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
 use crate::metrics::pixel::{distances, pixel_scores};
@@ -28,17 +27,6 @@ use crate::report;
 
 /// Quads sampled per batch.
 const CHUNK: usize = 32;
-
-/// DDIM and guidance settings of the sampled methods.
-#[derive(Clone, Debug)]
-pub struct Sampling {
-    pub steps: usize,
-    /// `s_T` for G with a text instruction.
-    pub text_guidance: f32,
-    pub image_guidance: f32,
-    /// LoRA guidance for LoC (`None`: the LoRA in every branch, text guidance on the prompt).
-    pub lora_guidance: Option<f32>,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct MethodScore {
@@ -144,10 +132,11 @@ pub struct QuadEval<'a> {
     pub editor: &'a InstructPix2Pix,
     /// `H` (none: the editor alone).
     pub generator: Option<LoraGenerator<'a>>,
-    pub sampling: Sampling,
+    /// How every method samples (`text_guidance` for G with a text instruction,
+    /// `lora_guidance` for LoC), and the first chunk's seed.
+    pub options: EditOptions,
     /// The text G gets with the LoRA.
     pub prompt: &'a str,
-    pub seed: u64,
     /// Examples in the contact sheet.
     pub sheet: usize,
     pub models: &'a MetricModels,
@@ -179,16 +168,10 @@ fn difference(a: &[f32], b: &[f32]) -> Vec<f32> {
 impl QuadEval<'_> {
     /// Outputs of every method for a chunk of quads, in `[-1, 1]`, by method name.
     fn outputs(&self, quads: &[PreparedQuad], seed: u64) -> Vec<(String, Tensor<4>)> {
-        let (editor, s, device) = (self.editor, &self.sampling, self.device);
+        let (editor, sampling, device) = (self.editor, &self.options.sampling, self.device);
         let [a, a_edited, b, _] = quad_tensors(quads, device);
         let n = quads.len();
-        let text_options = EditOptions {
-            steps: s.steps,
-            text_guidance: s.text_guidance,
-            image_guidance: s.image_guidance,
-            lora_guidance: None,
-            seed,
-        };
+        let text_options = EditOptions::new(Sampling { lora_guidance: None, ..sampling.clone() }, seed);
         let empty = vec![""; n];
         let instructions: Vec<&str> = quads.iter().map(|q| q.pair.instruction.as_str()).collect();
         let mut out = vec![("do-nothing".to_string(), b.clone()), ("copy".to_string(), a_edited.clone())];
@@ -198,7 +181,7 @@ impl QuadEval<'_> {
         }
         if let Some(generate) = self.generator {
             let lora = generate(a, a_edited);
-            let options = EditOptions { lora_guidance: s.lora_guidance, ..text_options };
+            let options = EditOptions::new(sampling.clone(), seed);
             let prompts = vec![self.prompt; n];
             out.push(("LoC".into(), editor.edit_with_prompts(b, &prompts, Some(&lora), &options)));
         }
@@ -213,7 +196,7 @@ impl QuadEval<'_> {
         let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
         for (c, chunk) in quads.chunks(CHUNK).enumerate() {
             let results: Vec<(String, Vec<RgbImage>)> = self
-                .outputs(chunk, self.seed + c as u64)
+                .outputs(chunk, self.options.seed + c as u64)
                 .into_iter()
                 .map(|(method, batch)| (method, tensor_images(batch)))
                 .collect();
@@ -296,7 +279,7 @@ impl QuadEval<'_> {
             skipped.insert("ssim".into(), "images smaller than SSIM's 11x11 window".into());
         }
         let cell = quads.first().map_or(64, |q| q.target.width().clamp(64, 256));
-        let report = QuadReport { quads: quads.len(), steps: self.sampling.steps, methods, skipped };
+        let report = QuadReport { quads: quads.len(), steps: self.options.sampling.steps, methods, skipped };
         (report, report::contact_sheet(&sheet_rows, cell))
     }
 }

@@ -8,14 +8,14 @@ use burn::prelude::*;
 use common::{run, setup};
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::LoraSet;
-use loc_core::pipeline::EditOptions;
+use loc_core::pipeline::{EditOptions, Sampling};
 use loc_eval::claims::{ClaimSizes, ClaimsEval, couples, held_out_world, reuse_groups};
 use loc_eval::metrics::pixel::distances;
 
 const SIZES: ClaimSizes = ClaimSizes { groups: 2, queries: 3, reverse: 3, compose: 3 };
 
 fn options() -> EditOptions {
-    EditOptions { steps: 2, text_guidance: 1.0, image_guidance: 1.0, lora_guidance: None, seed: 3 }
+    EditOptions::new(Sampling { steps: 2, text_guidance: 1.0, image_guidance: 1.0, lora_guidance: None }, 3)
 }
 
 #[test]

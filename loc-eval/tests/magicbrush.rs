@@ -7,9 +7,9 @@ use std::process::Command;
 
 use burn::prelude::*;
 use loc_core::weights::read_safetensors;
+use loc_data::pipeline::read_image;
 use loc_eval::magicbrush::{SETTINGS, pair_folders};
 use loc_eval::metrics::embedding::Preprocess;
-use loc_eval::read_image;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -20,7 +20,7 @@ use burn::tensor::Distribution;
 use clap::Parser;
 use loc_core::clip::{ClipVisionConfig, ClipVisionModelWithProjection};
 use loc_core::device::{Precision, cast_module, parse_device};
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, PairFeatures, image_features, select_targets};
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, PairFeatures, image_features, select_targets};
 use loc_core::lora::LoraSet;
 use loc_core::schedule::{NoiseSchedule, SchedulerConfig};
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
@@ -84,7 +84,7 @@ fn main() {
     args.precision.check(&device).unwrap_or_else(|e| panic!("{e}"));
     let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.precision);
     let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
-    let mut hypernet = HypernetConfig::new(features).with_width(width).with_depth(depth).init(&targets, &device);
+    let mut hypernet = HypernetShape { width, depth, ..Default::default() }.config(features).init(&targets, &device);
     let schedule = NoiseSchedule::new(&SchedulerConfig::sd15());
     let mut optim = AdamW::new(&OptimConfig::default());
     let latent = unet_config.out_channels;

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use loc_core::checkpoint::MANIFEST_FILE;
 use loc_core::device::{Precision, parse_device};
-use loc_core::hypernet::DEFAULT_TARGET_SUFFIXES;
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape};
+use loc_core::pipeline::Sampling;
 use loc_data::config::{DataConfig, SourceConfig};
 use serde::{Deserialize, Serialize};
 
@@ -89,26 +91,7 @@ pub struct ModelConfig {
     #[serde(default = "default_suffixes")]
     pub target_suffixes: Vec<String>,
     #[serde(default)]
-    pub hypernet: HypernetSection,
-}
-
-/// `H`'s shape (the feature size comes from the image encoder).
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HypernetSection {
-    pub rank: usize,
-    pub width: usize,
-    pub heads: usize,
-    pub depth: usize,
-    /// Feed the encoder's patch tokens as extra memory, not only the pooled features.
-    pub patches: bool,
-    pub down_init_std: f64,
-}
-
-impl Default for HypernetSection {
-    fn default() -> Self {
-        Self { rank: 4, width: 256, heads: 8, depth: 6, patches: false, down_init_std: 0.02 }
-    }
+    pub hypernet: HypernetShape,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -243,15 +226,10 @@ pub struct EvalConfig {
     pub quads: SourceConfig,
     /// Quads evaluated (at most the set's size).
     pub count: usize,
-    #[serde(default = "twenty")]
-    pub steps: usize,
-    /// `s_T` for G with a text instruction.
-    #[serde(default = "text_guidance")]
-    pub text_guidance: f32,
-    #[serde(default = "image_guidance")]
-    pub image_guidance: f32,
-    /// LoRA guidance for LoC (`None`: the LoRA in every branch, text guidance on the prompt).
-    pub lora_guidance: Option<f32>,
+    /// `steps`, `text_guidance` (`s_T` for G with a text instruction), `image_guidance`,
+    /// `lora_guidance` (LoC's; unset: the LoRA in every branch, text guidance on the prompt).
+    #[serde(flatten)]
+    pub sampling: Sampling,
     /// Examples in the contact sheet.
     #[serde(default = "eight")]
     pub sheet: usize,
@@ -259,17 +237,6 @@ pub struct EvalConfig {
     pub clip: Option<PathBuf>,
     /// A DINO ViT folder (transformers `ViTModel`) for the DINO metric.
     pub dino: Option<PathBuf>,
-}
-
-impl EvalConfig {
-    pub fn sampling(&self) -> loc_eval::quads::Sampling {
-        loc_eval::quads::Sampling {
-            steps: self.steps,
-            text_guidance: self.text_guidance,
-            image_guidance: self.image_guidance,
-            lora_guidance: self.lora_guidance,
-        }
-    }
 }
 
 fn yes() -> bool {
@@ -286,15 +253,6 @@ fn eight() -> usize {
 }
 fn ten() -> u64 {
     10
-}
-fn twenty() -> usize {
-    20
-}
-fn text_guidance() -> f32 {
-    7.5
-}
-fn image_guidance() -> f32 {
-    1.5
 }
 fn default_suffixes() -> Vec<String> {
     DEFAULT_TARGET_SUFFIXES.iter().map(|s| s.to_string()).collect()
@@ -334,156 +292,180 @@ impl Config {
         toml::to_string(self).expect("a serialisable configuration")
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
-        self.validate_run().map_err(|(field, problem)| (field.to_string(), problem))?;
+    /// Every section's checks, in file order; the first failure names its field.
+    fn validate(&self) -> Result<(), Invalid> {
+        self.model.validate(self.stage)?;
+        crate::cache::validate(&self.data, self.stage == Stage::Hypernet, self.model.train_image_encoder)
+            .map_err(|(field, problem)| (field.to_string(), problem))?;
+        self.optim.validate()?;
+        self.train.validate()?;
+        self.objective.validate(self.stage)?;
+        self.probe.validate(self.eval.is_some())?;
+        if let Some(eval) = &self.eval {
+            eval.validate()?;
+        }
         self.data.validate()
     }
+}
 
-    fn validate_run(&self) -> Result<(), (&'static str, String)> {
-        let m = &self.model;
-        match self.stage {
-            Stage::Editor if m.hypernet_init.is_some() => {
-                return Err(("model.hypernet_init", "only applies to the hypernet stage".into()));
+/// A field that fails validation (its dotted path) and the problem.
+type Invalid = (String, String);
+
+fn invalid(field: &str, problem: impl Into<String>) -> Result<(), Invalid> {
+    Err((field.to_string(), problem.into()))
+}
+
+fn positive(field: &str, value: u64) -> Result<(), Invalid> {
+    if value == 0 { invalid(field, "must be at least 1") } else { Ok(()) }
+}
+
+/// `objective.quads` and `eval.quads` must yield quads.
+fn quad_source(field: &str, source: &SourceConfig) -> Result<(), Invalid> {
+    match source {
+        SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. } => Ok(()),
+        other => invalid(field, format!("must yield quads (synthetic or manifest), got `{}`", other.kind())),
+    }
+}
+
+impl ModelConfig {
+    fn validate(&self, stage: Stage) -> Result<(), Invalid> {
+        match stage {
+            Stage::Editor if self.hypernet_init.is_some() => {
+                return invalid("model.hypernet_init", "only applies to the hypernet stage");
             }
-            Stage::Editor => match (&m.editor, m.editor_preset) {
-                (None, None) => return Err(("model.editor", "or `model.editor_preset` is required".into())),
-                (Some(_), Some(_)) => return Err(("model.editor_preset", "conflicts with `model.editor`".into())),
+            Stage::Editor => match (&self.editor, self.editor_preset) {
+                (None, None) => return invalid("model.editor", "or `model.editor_preset` is required"),
+                (Some(_), Some(_)) => return invalid("model.editor_preset", "conflicts with `model.editor`"),
                 _ => {}
             },
-            Stage::Hypernet => {
-                if m.editor.is_none() {
-                    return Err(("model.editor", "is required by the hypernet stage (the frozen G)".into()));
-                }
-                if m.editor_preset.is_some() {
-                    return Err(("model.editor_preset", "only applies to the editor stage".into()));
-                }
-                if let Some(init) = &m.hypernet_init
-                    && !init.join("loc_checkpoint.json").exists()
-                {
-                    return Err(("model.hypernet_init", format!("{} holds no loc_checkpoint.json", init.display())));
-                }
-                match (&m.image_encoder, m.image_encoder_preset) {
-                    (None, None) => {
-                        return Err(("model.image_encoder", "or `model.image_encoder_preset` is required".into()));
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(("model.image_encoder_preset", "conflicts with `model.image_encoder`".into()));
-                    }
-                    (None, Some(_)) if !m.train_image_encoder => {
-                        return Err(("model.train_image_encoder", "must be true for a fresh (preset) encoder".into()));
-                    }
-                    _ => {}
-                }
+            Stage::Hypernet => self.validate_hypernet_stage()?,
+        }
+        if self.prediction_type.is_some() && self.editor_preset.is_none() {
+            return invalid("model.prediction_type", "only applies to a fresh editor (`editor_preset`)");
+        }
+        if self.target_suffixes.is_empty() {
+            return invalid("model.target_suffixes", "must name at least one layer suffix");
+        }
+        self.hypernet.check().map_err(|(field, problem)| (format!("model.hypernet.{field}"), problem))
+    }
+
+    /// The frozen editor, where `H` starts, and its image encoder.
+    fn validate_hypernet_stage(&self) -> Result<(), Invalid> {
+        if self.editor.is_none() {
+            return invalid("model.editor", "is required by the hypernet stage (the frozen G)");
+        }
+        if self.editor_preset.is_some() {
+            return invalid("model.editor_preset", "only applies to the editor stage");
+        }
+        if let Some(init) = &self.hypernet_init
+            && !init.join(MANIFEST_FILE).exists()
+        {
+            return invalid("model.hypernet_init", format!("{} holds no {MANIFEST_FILE}", init.display()));
+        }
+        match (&self.image_encoder, self.image_encoder_preset) {
+            (None, None) => invalid("model.image_encoder", "or `model.image_encoder_preset` is required"),
+            (Some(_), Some(_)) => invalid("model.image_encoder_preset", "conflicts with `model.image_encoder`"),
+            (None, Some(_)) if !self.train_image_encoder => {
+                invalid("model.train_image_encoder", "must be true for a fresh (preset) encoder")
             }
+            _ => Ok(()),
         }
-        crate::cache::validate(&self.data, self.stage == Stage::Hypernet, m.train_image_encoder)?;
-        if m.prediction_type.is_some() && m.editor_preset.is_none() {
-            return Err(("model.prediction_type", "only applies to a fresh editor (`editor_preset`)".into()));
+    }
+}
+
+impl OptimConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return invalid("optim.learning_rate", format!("must be a positive number, got {}", self.learning_rate));
         }
-        if m.target_suffixes.is_empty() {
-            return Err(("model.target_suffixes", "must name at least one layer suffix".into()));
-        }
-        let h = &m.hypernet;
-        for (field, value) in [
-            ("model.hypernet.rank", h.rank),
-            ("model.hypernet.width", h.width),
-            ("model.hypernet.heads", h.heads),
-            ("model.hypernet.depth", h.depth),
-        ] {
-            positive(field, value as u64)?;
-        }
-        if !h.width.is_multiple_of(h.heads) {
-            return Err(("model.hypernet.width", format!("{} is not a multiple of heads = {}", h.width, h.heads)));
-        }
-        let o = &self.optim;
-        if !(o.learning_rate.is_finite() && o.learning_rate > 0.0) {
-            return Err(("optim.learning_rate", format!("must be a positive number, got {}", o.learning_rate)));
-        }
-        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+        for (field, value) in [("optim.beta1", self.beta1), ("optim.beta2", self.beta2)] {
             if !(0.0..1.0).contains(&value) {
-                return Err((field, format!("must be in [0, 1), got {value}")));
+                return invalid(field, format!("must be in [0, 1), got {value}"));
             }
         }
         for (field, value) in [
-            ("optim.weight_decay", o.weight_decay),
-            ("optim.epsilon", o.epsilon),
-            ("optim.grad_clip_norm", o.grad_clip_norm),
+            ("optim.weight_decay", self.weight_decay),
+            ("optim.epsilon", self.epsilon),
+            ("optim.grad_clip_norm", self.grad_clip_norm),
         ] {
             if !(value.is_finite() && value >= 0.0) {
-                return Err((field, format!("must be >= 0, got {value}")));
-            }
-        }
-        let t = &self.train;
-        positive("train.steps", t.steps)?;
-        positive("train.batch_size", t.batch_size as u64)?;
-        positive("train.grad_accum", t.grad_accum as u64)?;
-        positive("train.checkpoint_every", t.checkpoint_every)?;
-        positive("train.keep_checkpoints", t.keep_checkpoints as u64)?;
-        if let Some(spec) = &t.device {
-            parse_device(spec).map_err(|error| ("train.device", error.to_string()))?;
-        }
-        positive("train.log_every", t.log_every)?;
-        positive("train.max_bad_steps", t.max_bad_steps)?;
-        let ob = &self.objective;
-        if !(ob.reverse_weight.is_finite() && ob.reverse_weight >= 0.0) {
-            return Err(("objective.reverse_weight", format!("must be >= 0, got {}", ob.reverse_weight)));
-        }
-        if !(0.0..=1.0).contains(&ob.exchange_prob) {
-            return Err(("objective.exchange_prob", format!("must be in [0, 1], got {}", ob.exchange_prob)));
-        }
-        if !(0.0..=1.0 / 3.0).contains(&ob.conditioning_dropout) {
-            return Err((
-                "objective.conditioning_dropout",
-                format!("must be in [0, 1/3], got {}", ob.conditioning_dropout),
-            ));
-        }
-        if !(ob.quad_weight.is_finite() && ob.quad_weight >= 0.0) {
-            return Err(("objective.quad_weight", format!("must be >= 0, got {}", ob.quad_weight)));
-        }
-        match (&ob.quads, ob.quad_weight > 0.0) {
-            (None, true) => return Err(("objective.quads", "is required when objective.quad_weight > 0".into())),
-            (Some(q), _) if !matches!(q, SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. }) => {
-                return Err((
-                    "objective.quads",
-                    format!("must yield quads (synthetic or manifest), got `{}`", q.kind()),
-                ));
-            }
-            _ => {}
-        }
-        if ob.quad_weight > 0.0 && self.stage != Stage::Hypernet {
-            return Err(("objective.quad_weight", "only applies to the hypernet stage".into()));
-        }
-        positive("probe.pairs", self.probe.pairs as u64)?;
-        positive("probe.every", self.probe.every)?;
-        if self.probe.timesteps.is_empty() {
-            return Err(("probe.timesteps", "must list at least one timestep".into()));
-        }
-        if self.probe.quads > 0 && self.eval.is_none() {
-            return Err(("probe.quads", "draws from [eval] quads: add an [eval] section or set it to 0".into()));
-        }
-        if let Some(eval) = &self.eval {
-            if !matches!(eval.quads, SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. }) {
-                return Err((
-                    "eval.quads",
-                    format!("must yield quads (synthetic or manifest), got `{}`", eval.quads.kind()),
-                ));
-            }
-            positive("eval.count", eval.count as u64)?;
-            positive("eval.steps", eval.steps as u64)?;
-            for (field, dir) in [("eval.clip", &eval.clip), ("eval.dino", &eval.dino)] {
-                if let Some(missing) =
-                    dir.iter().flat_map(|d| [d.join("config.json"), d.join("model.safetensors")]).find(|f| !f.exists())
-                {
-                    return Err((field, format!("{} does not exist", missing.display())));
-                }
+                return invalid(field, format!("must be >= 0, got {value}"));
             }
         }
         Ok(())
     }
 }
 
-fn positive(field: &'static str, value: u64) -> Result<(), (&'static str, String)> {
-    if value == 0 { Err((field, "must be at least 1".into())) } else { Ok(()) }
+impl TrainConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        positive("train.steps", self.steps)?;
+        positive("train.batch_size", self.batch_size as u64)?;
+        positive("train.grad_accum", self.grad_accum as u64)?;
+        positive("train.checkpoint_every", self.checkpoint_every)?;
+        positive("train.keep_checkpoints", self.keep_checkpoints as u64)?;
+        if let Some(spec) = &self.device {
+            parse_device(spec).map_err(|error| ("train.device".to_string(), error.to_string()))?;
+        }
+        positive("train.log_every", self.log_every)?;
+        positive("train.max_bad_steps", self.max_bad_steps)
+    }
+}
+
+impl ObjectiveConfig {
+    fn validate(&self, stage: Stage) -> Result<(), Invalid> {
+        if !(self.reverse_weight.is_finite() && self.reverse_weight >= 0.0) {
+            return invalid("objective.reverse_weight", format!("must be >= 0, got {}", self.reverse_weight));
+        }
+        if !(0.0..=1.0).contains(&self.exchange_prob) {
+            return invalid("objective.exchange_prob", format!("must be in [0, 1], got {}", self.exchange_prob));
+        }
+        if !(0.0..=1.0 / 3.0).contains(&self.conditioning_dropout) {
+            let problem = format!("must be in [0, 1/3], got {}", self.conditioning_dropout);
+            return invalid("objective.conditioning_dropout", problem);
+        }
+        if !(self.quad_weight.is_finite() && self.quad_weight >= 0.0) {
+            return invalid("objective.quad_weight", format!("must be >= 0, got {}", self.quad_weight));
+        }
+        match (&self.quads, self.quad_weight > 0.0) {
+            (None, true) => return invalid("objective.quads", "is required when objective.quad_weight > 0"),
+            (Some(quads), _) => quad_source("objective.quads", quads)?,
+            _ => {}
+        }
+        if self.quad_weight > 0.0 && stage != Stage::Hypernet {
+            return invalid("objective.quad_weight", "only applies to the hypernet stage");
+        }
+        Ok(())
+    }
+}
+
+impl ProbeConfig {
+    fn validate(&self, has_eval: bool) -> Result<(), Invalid> {
+        positive("probe.pairs", self.pairs as u64)?;
+        positive("probe.every", self.every)?;
+        if self.timesteps.is_empty() {
+            return invalid("probe.timesteps", "must list at least one timestep");
+        }
+        if self.quads > 0 && !has_eval {
+            return invalid("probe.quads", "draws from [eval] quads: add an [eval] section or set it to 0");
+        }
+        Ok(())
+    }
+}
+
+impl EvalConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        quad_source("eval.quads", &self.quads)?;
+        positive("eval.count", self.count as u64)?;
+        positive("eval.steps", self.sampling.steps as u64)?;
+        for (field, dir) in [("eval.clip", &self.clip), ("eval.dino", &self.dino)] {
+            if let Some(missing) =
+                dir.iter().flat_map(|d| [d.join("config.json"), d.join("model.safetensors")]).find(|f| !f.exists())
+            {
+                return invalid(field, format!("{} does not exist", missing.display()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sets `key.path=value` in `table` (`data.sets.0.weight=2` indexes arrays); the value is

@@ -12,7 +12,7 @@
 //! - [`dry_run`]: `--dry-run`, the configuration and its data checked without training.
 
 pub mod cache;
-pub mod checkpoint;
+
 pub mod config;
 pub mod dry_run;
 pub mod logging;
@@ -20,4 +20,5 @@ pub mod models;
 pub mod objective;
 pub mod optim;
 pub mod probe;
+pub mod run_state;
 pub mod trainer;

@@ -13,17 +13,11 @@ use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, targe
 use loc_core::schedule::NoiseSchedule;
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::LatentDistribution;
+use rand::RngExt;
 use rand::rngs::StdRng;
-use rand::{RngExt, SeedableRng};
 
 use crate::cache::EncodedBatch;
 use crate::config::ObjectiveConfig;
-
-/// The generator for draw `stream` of step `step` of a run seeded by `seed`.
-pub fn step_rng(seed: u64, step: u64, stream: u64) -> StdRng {
-    let mix = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ stream;
-    StdRng::seed_from_u64(mix)
-}
 
 /// Standard normal values (Box-Muller) as a tensor of `shape`.
 pub fn normal<const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Device) -> Tensor<D> {
@@ -320,6 +314,7 @@ pub fn quad_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use loc_data::rng::step_rng;
 
     #[test]
     fn draws_depend_only_on_seed_step_and_stream() {

@@ -13,9 +13,10 @@ use loc_core::lora::LoraSet;
 use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, target_latents};
 use loc_core::schedule::NoiseSchedule;
 use loc_data::pipeline::{PreparedPair, PreparedQuad, quad_tensors};
+use loc_data::rng::step_rng;
 use rand::rngs::StdRng;
 
-use crate::objective::{denoising_loss, normal, step_rng, text_states};
+use crate::objective::{denoising_loss, normal, text_states};
 
 /// Mean probe losses; `None` where a variant does not apply.
 #[derive(Clone, Debug, PartialEq)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use loc_core::checkpoint::{CheckpointManifest, save_checkpoint};
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, select_targets};
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, select_targets};
 use loc_core::unet::UNet2DConditionModel;
 use loc_train::config::{Config, Stage};
 use loc_train::dry_run::dry_run;
@@ -89,7 +89,7 @@ fn magicbrush_toml_passes_a_dry_run_on_the_magicbrush_fixture() {
     let device = Device::flex();
     let unet = UNet2DConditionModel::load(Path::new(&fixture("tiny_ip2p/unet")), &device).unwrap();
     let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
-    let hypernet_config = HypernetConfig::new(32).with_width(32).with_heads(4).with_depth(1);
+    let hypernet_config = HypernetShape { width: 32, heads: 4, depth: 1, ..Default::default() }.config(32);
     let manifest = CheckpointManifest {
         format_version: 1,
         editor: fixture("tiny_ip2p").into(),

@@ -11,15 +11,16 @@ use burn::nn::LinearConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use loc_core::clip::ClipVisionModelWithProjection;
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, Hypernetwork, select_targets};
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, Hypernetwork, select_targets};
 use loc_core::lora::LoraSet;
 use loc_core::pipeline::InstructPix2Pix;
 use loc_core::schedule::NoiseSchedule;
+use loc_data::rng::step_rng;
 use loc_train::config::ObjectiveConfig;
 use loc_train::models::tiny_vision_config;
 use loc_train::objective::{
     Generator, conditioned_loss, denoising_loss, exchange, lora_reverse_loss, normal, random_timesteps, reverse_rows,
-    step_rng, text_states,
+    text_states,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -77,11 +78,8 @@ fn generator_parts(editor: &InstructPix2Pix, device: &Device) -> (ClipVisionMode
     device.seed(3);
     let encoder = ClipVisionModelWithProjection::new(&tiny_vision_config(16), device);
     let targets = select_targets(&editor.unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
-    let mut hypernet = HypernetConfig::new(64)
-        .with_width(32)
-        .with_heads(4)
-        .with_depth(1)
-        .with_patch_dim(Some(64))
+    let mut hypernet = HypernetShape { width: 32, heads: 4, depth: 1, patches: true, ..Default::default() }
+        .config(64)
         .init(&targets, device);
     let rank = hypernet.rank();
     for head in &mut hypernet.heads {

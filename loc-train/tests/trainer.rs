@@ -102,7 +102,7 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     let lora = model.generate(pair.clone(), pair);
     assert_eq!(lora.batch_size(), Some(3));
     // Retention: the newest two checkpoints.
-    let kept = loc_train::checkpoint::list(&dir.path().join("whole"));
+    let kept = loc_train::run_state::list(&dir.path().join("whole"));
     assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 6]);
 }
 

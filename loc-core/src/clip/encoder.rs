@@ -5,10 +5,9 @@ use std::path::Path;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, sigmoid};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::error::ModelError;
+use crate::nn::attention::multi_head_attention;
 use crate::weights::read_config;
 
 /// The sizes of a CLIP encoder.
@@ -72,12 +71,8 @@ pub struct ClipAttention {
 
 impl ClipAttention {
     fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let [n, l, d] = x.dims();
-        let split = |t: Tensor<3>| t.reshape([n, l, self.heads, d / self.heads]).swap_dims(1, 2);
         let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
-        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-        let out = attention(split(q), split(k), split(v), None, None, options);
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([n, l, d]))
+        self.out_proj.forward(multi_head_attention(q, k, v, self.heads, causal))
     }
 }
 

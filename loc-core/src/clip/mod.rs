@@ -10,4 +10,4 @@ mod vision;
 pub use encoder::{ClipEncoder, EncoderShape, activation, check_encoder, check_patches};
 pub use text::{ClipTextConfig, ClipTextModel, ClipTextModelWithProjection, ClipTextOutput};
 pub use tokenizer::ClipTokenizer;
-pub use vision::{ClipVisionConfig, ClipVisionModelWithProjection, ClipVisionOutput};
+pub use vision::{CLIP_MEAN, CLIP_STD, ClipVisionConfig, ClipVisionModelWithProjection, ClipVisionOutput, clip_pixels};

@@ -162,3 +162,23 @@ impl ClipVisionModelWithProjection {
         }
     }
 }
+
+/// CLIP's pixel normalisation (mean, std per RGB channel), as OpenAI's `preprocess` and
+/// transformers' `CLIPImageProcessor` use it.
+pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// Images in `[-1, 1]` (any size) as the vision tower's input: bicubic resize to its
+/// `image_size`, CLIP normalisation.
+pub fn clip_pixels(images: Tensor<4>, image_size: usize) -> Tensor<4> {
+    use burn::nn::interpolate::{Interpolate2dConfig, InterpolateMode};
+    let device = images.device();
+    let resize = Interpolate2dConfig::new()
+        .with_output_size(Some([image_size, image_size]))
+        .with_mode(InterpolateMode::Cubic)
+        .init();
+    let unit = resize.forward(images).add_scalar(1.0).div_scalar(2.0);
+    let mean = Tensor::<1>::from_floats(CLIP_MEAN, &device).reshape([1, 3, 1, 1]);
+    let std = Tensor::<1>::from_floats(CLIP_STD, &device).reshape([1, 3, 1, 1]);
+    (unit - mean) / std
+}

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::{LoraDelta, LoraError, LoraSet, LoraTarget};
+use crate::weights::{f32_bytes, float_values};
 
 /// The two layouts LoRA files come in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,22 +232,11 @@ impl FileReader<'_> {
             .tensors
             .tensor(key)
             .map_err(|_| LoraError::MissingTensor { path: self.path.to_path_buf(), key: key.to_string() })?;
-        let values = match view.dtype() {
-            Dtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => {
-                view.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
-            Dtype::BF16 => {
-                view.data().chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
-            other => {
-                return Err(LoraError::UnsupportedDtype {
-                    path: self.path.to_path_buf(),
-                    key: key.to_string(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
+        let values = float_values(&view).ok_or_else(|| LoraError::UnsupportedDtype {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
         Ok(FileTensor { shape: view.shape().to_vec(), values })
     }
 
@@ -266,10 +256,6 @@ impl FileReader<'_> {
 
 fn tensor_values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 tensor data")
-}
-
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
-    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// Writes `bytes` next to `path`, then renames: a reader never sees half a file.

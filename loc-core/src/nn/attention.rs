@@ -86,12 +86,20 @@ impl Attention {
         let q = self.to_q.forward_lora(x, lora);
         let k = self.to_k.forward_lora(context.clone(), lora);
         let v = self.to_v.forward_lora(context, lora);
-        let [n, l, inner] = q.dims();
-        let split = |t: Tensor<3>| {
-            let s = t.dims()[1];
-            t.reshape([n, s, self.heads, inner / self.heads]).swap_dims(1, 2)
-        };
-        let out = attention(split(q), split(k), split(v), None, None, AttentionModuleOptions::default());
-        self.to_out[0].forward_lora(out.swap_dims(1, 2).reshape([n, l, inner]), lora)
+        self.to_out[0].forward_lora(multi_head_attention(q, k, v, self.heads, false), lora)
     }
+}
+
+/// Multi-head scaled dot-product attention on projected tokens: `q: [N, L, D]` over
+/// `k`, `v: [N, S, D]`, split into `heads` heads of `D / heads`, attended with burn's fused
+/// kernel (`causal`: each query sees only itself and earlier keys) and merged back to
+/// `[N, L, D]`. Every attention of the workspace (diffusers, CLIP, ViT, `H`) runs through it.
+pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    let [n, l, d] = q.dims();
+    let split = |t: Tensor<3>| {
+        let s = t.dims()[1];
+        t.reshape([n, s, heads, d / heads]).swap_dims(1, 2)
+    };
+    let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+    attention(split(q), split(k), split(v), None, None, options).swap_dims(1, 2).reshape([n, l, d])
 }

@@ -7,15 +7,13 @@ use std::path::Path;
 use anyhow::Context;
 use burn::prelude::*;
 use image::RgbImage;
-use loc_core::clip::{ClipTextModelWithProjection, ClipTokenizer, ClipVisionModelWithProjection};
+use loc_core::clip::{CLIP_MEAN, CLIP_STD, ClipTextModelWithProjection, ClipTokenizer, ClipVisionModelWithProjection};
 use loc_core::vit::ViTModel;
 use loc_data::resize::{center_crop, resize_shorter_side};
 
 /// Images per forward pass.
 const BATCH: usize = 16;
 
-const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 

@@ -7,7 +7,7 @@ use burn::nn::LinearConfig;
 use burn::prelude::*;
 use image::{DynamicImage, ImageBuffer, Luma, RgbImage, Rgba};
 use loc_core::checkpoint::{CheckpointManifest, save_checkpoint};
-use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, select_targets};
+use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, select_targets};
 use loc_core::unet::UNet2DConditionModel;
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -21,7 +21,7 @@ pub fn setup(dir: &Path) -> (PathBuf, [PathBuf; 3]) {
     device.seed(5);
     let unet = UNet2DConditionModel::load(&fixture("tiny_ip2p").join("unet"), &device).unwrap();
     let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
-    let config = HypernetConfig::new(12).with_width(32).with_heads(4).with_depth(2);
+    let config = HypernetShape { width: 32, heads: 4, depth: 2, ..Default::default() }.config(12);
     let mut hyper = config.init(&targets, &device);
     for head in &mut hyper.heads {
         head.up = LinearConfig::new(32, head.d_out * 4).init(&device);

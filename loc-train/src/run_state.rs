@@ -15,7 +15,7 @@ const PREFIX: &str = "step-";
 
 /// What a run needs, beyond weights, to continue exactly where it stopped.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrainerState {
+pub struct RunState {
     /// Steps done; the next step to run. The data position and every random draw derive
     /// from it and the seed.
     pub step: u64,
@@ -60,7 +60,7 @@ pub fn resolve(output_dir: &Path, which: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-pub fn read_state(dir: &Path) -> anyhow::Result<TrainerState> {
+pub fn read_state(dir: &Path) -> anyhow::Result<RunState> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -70,7 +70,7 @@ pub fn read_state(dir: &Path) -> anyhow::Result<TrainerState> {
 /// then the state file is added and the folder renamed into place; keeps the newest `keep`.
 pub fn write(
     output_dir: &Path,
-    state: &TrainerState,
+    state: &RunState,
     keep: usize,
     write: impl FnOnce(&Path) -> anyhow::Result<()>,
 ) -> anyhow::Result<PathBuf> {
@@ -100,8 +100,8 @@ pub fn write(
 mod tests {
     use super::*;
 
-    fn state(step: u64) -> TrainerState {
-        TrainerState { step, updates: step, bad_steps: 0, config: String::new() }
+    fn state(step: u64) -> RunState {
+        RunState { step, updates: step, bad_steps: 0, config: String::new() }
     }
 
     #[test]

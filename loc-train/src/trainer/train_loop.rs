@@ -1,0 +1,285 @@
+//! The loop both stages share: data, steps, probes, grids, checkpoints, export, evaluation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use loc_core::pipeline::EditOptions;
+use loc_data::config::OpenedSet;
+use loc_data::loader::{Prepare, prepare_pair};
+use loc_data::rng::step_rng;
+use loc_eval::metrics::embedding::MetricModels;
+use loc_eval::report::contact_sheet;
+
+use super::{Batch, Evaluation, Prepared, RunOptions, RunSummary, Trainee, grid_rows, quad_probe, validation_pairs};
+use crate::cache::EncodingCache;
+use crate::config::Config;
+use crate::logging::Logger;
+use crate::optim::{AdamW, grad_norm, learning_rate};
+use crate::probe::Probe;
+use crate::run_state::{self, OPTIMIZER_FILE, RunState};
+
+/// Pairs in a sample grid.
+const GRID_PAIRS: usize = 4;
+/// Batches the loader prepares ahead of the step.
+const PREFETCH: usize = 4;
+
+/// One optimiser step's gradients and what it logs, summed over its micro-batches.
+struct Accumulated<W: Module> {
+    weights: W,
+    grads: GradientsParams,
+    /// The mean loss over the micro-batches.
+    loss: f64,
+    /// Each loss term's mean, by its TensorBoard tag.
+    terms: Vec<(&'static str, f64)>,
+    /// The global gradient norm of the mean gradient.
+    norm: f64,
+}
+
+/// Runs `trainee` from `config`'s start (or `options.resume`) to its last step, then exports
+/// and evaluates.
+pub(super) fn train<T: Trainee>(
+    mut trainee: T,
+    config: &Config,
+    sets: &[OpenedSet],
+    options: &RunOptions,
+    device: &Device,
+    cache: Option<EncodingCache>,
+) -> anyhow::Result<RunSummary> {
+    let out = &config.output_dir;
+    let mut state = RunState { step: 0, updates: 0, bad_steps: 0, config: config.to_toml() };
+    let mut optim = AdamW::new(&config.optim);
+    if let Some(which) = &options.resume {
+        let dir = run_state::resolve(out, which)?;
+        state = run_state::read_state(&dir)?;
+        if state.config != config.to_toml() {
+            eprintln!(
+                "note: resuming {} with a configuration that differs from the one it was written with",
+                dir.display()
+            );
+            state.config = config.to_toml();
+        }
+        trainee.restore(&dir.join(T::EXPORT), config)?;
+        optim = AdamW::load(&config.optim, &dir.join(OPTIMIZER_FILE), state.updates, device)?;
+    }
+    let total = config.train.steps;
+    let mut logger = Logger::new(out, state.step, total, options.echo);
+    let probes = Probes::new(config, sets, &trainee, device)?;
+    let sampling = config.eval.as_ref().map(|e| e.sampling.clone()).unwrap_or_default();
+    let sample_options = EditOptions::new(sampling, config.seed);
+    let accum = config.train.grad_accum as u64;
+    let loader = Arc::new(config.data.train_loader(sets, config.train.batch_size, config.seed));
+    let prepare: Arc<Prepare<Prepared>> = match cache {
+        None => {
+            Arc::new(|source, index, preprocess, rng| prepare_pair(source, index, preprocess, rng).map(Prepared::Pair))
+        }
+        Some(cache) => Arc::new(move |source, index, preprocess, rng| {
+            cache.prepare(source, index, preprocess, rng).map(Prepared::Cached)
+        }),
+    };
+    let batches = loader.clone().prefetch_with(state.step * accum, PREFETCH, prepare);
+    let stop = Arc::new(AtomicBool::new(false));
+    if options.echo {
+        let flag = stop.clone();
+        // A second handler cannot be installed (tests, repeated runs): Ctrl-C then kills as usual.
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let mut summary = RunSummary::default();
+    if state.step == 0 {
+        probes.run(&trainee, 0, config, &mut logger, &mut summary);
+    }
+    let mut bad_in_a_row = 0;
+    let mut ran = 0;
+    while state.step < total {
+        if stop.load(Ordering::SeqCst) || options.stop_after.is_some_and(|n| ran >= n) {
+            logger.line(&format!("stopping at step {}: writing a checkpoint", state.step));
+            let dir = save(&trainee, &optim, &state, config)?;
+            logger.line(&format!("checkpoint {}", dir.display()));
+            logger.finish();
+            summary.steps_done = state.step;
+            summary.bad_steps = state.bad_steps;
+            return Ok(summary);
+        }
+        let started = Instant::now();
+        let step = state.step;
+        let lr = learning_rate(&config.optim, step, total);
+        let step_batches = (0..accum).map(|_| {
+            let items = batches.recv().context("the data loader stopped")??;
+            Ok(Batch::new(items, device))
+        });
+        let Accumulated { weights, grads, loss, terms, norm } = accumulate(&trainee, step, step_batches, config)?;
+        state.step += 1;
+        ran += 1;
+        if !loss.is_finite() || !norm.is_finite() {
+            state.bad_steps += 1;
+            bad_in_a_row += 1;
+            logger.line(&format!("step {step}: non-finite loss ({loss}) or gradient norm ({norm}): skipped"));
+            if bad_in_a_row >= config.train.max_bad_steps {
+                bail!(
+                    "{bad_in_a_row} non-finite losses in a row (step {step}): stopping. Lower optim.learning_rate \
+                     or optim.grad_clip_norm, or resume from an earlier checkpoint."
+                );
+            }
+            continue;
+        }
+        bad_in_a_row = 0;
+        let clip = config.optim.grad_clip_norm;
+        let clip_scale = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
+        trainee.set_weights(optim.step(weights, grads, clip_scale / accum as f64, lr));
+        state.updates = optim.updates;
+        summary.losses.push((step, loss));
+        let seconds = started.elapsed().as_secs_f64();
+        log_step(&mut logger, config, state.step, StepLog { loss, lr, norm, terms, seconds });
+        if state.step.is_multiple_of(config.probe.every) || state.step == total {
+            probes.run(&trainee, state.step, config, &mut logger, &mut summary);
+        }
+        if config.train.sample_every > 0
+            && (state.step.is_multiple_of(config.train.sample_every) || state.step == total)
+        {
+            sample_grid(&trainee, &probes.pairs, &sample_options, config, state.step, &mut logger)?;
+        }
+        if state.step.is_multiple_of(config.train.checkpoint_every) || state.step == total {
+            save(&trainee, &optim, &state, config)?;
+            logger.flush();
+        }
+    }
+    logger.finish();
+    let exported = out.join(T::EXPORT);
+    trainee.export(&exported, state.step)?;
+    if options.echo {
+        println!("exported {}", exported.display());
+    }
+    if let Some(eval) = &config.eval {
+        let (quads, unreadable) =
+            loc_eval::quads::prepare_quads(&eval.quads, eval.count, config.seed, config.data.resolution)?;
+        if unreadable > 0 {
+            eprintln!("evaluation: {unreadable} unreadable quads left out");
+        }
+        let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &device.clone().inner())?;
+        let (report, sheet) = trainee.evaluate(&quads, &Evaluation { config: eval, models }, config);
+        report.write(out)?;
+        sheet.save(out.join("examples.png")).context("writing the contact sheet")?;
+        if options.echo {
+            println!("{}", report.markdown());
+        }
+        summary.report = Some(report);
+    }
+    summary.steps_done = state.step;
+    summary.bad_steps = state.bad_steps;
+    summary.exported = Some(exported);
+    Ok(summary)
+}
+
+/// Step `step`'s loss and gradients over its micro-batches, each with its own generator; the
+/// loss, terms and norm are the micro-batches' means.
+fn accumulate<T: Trainee>(
+    trainee: &T,
+    step: u64,
+    batches: impl Iterator<Item = anyhow::Result<Batch>>,
+    config: &Config,
+) -> anyhow::Result<Accumulated<T::Weights>> {
+    let accum = config.train.grad_accum as f64;
+    let mut accumulator = GradientsAccumulator::<T::Weights>::new();
+    let weights = trainee.weights();
+    let (mut loss_sum, mut terms) = (0.0, Vec::<(&'static str, f64)>::new());
+    for (micro, batch) in batches.enumerate() {
+        let mut rng = step_rng(config.seed, step, micro as u64);
+        let loss = trainee.loss(&batch?, config, &mut rng);
+        for (name, value) in &loss.terms {
+            let value = value.clone().into_scalar::<f32>() as f64 / accum;
+            match terms.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sum)) => *sum += value,
+                None => terms.push((name, value)),
+            }
+        }
+        loss_sum += loss.total.clone().into_scalar::<f32>() as f64 / accum;
+        accumulator.accumulate(&weights, GradientsParams::from_grads(loss.total.backward(), &weights));
+    }
+    let grads = accumulator.grads();
+    let norm = grad_norm(&weights, &grads) / accum;
+    Ok(Accumulated { weights, grads, loss: loss_sum, terms, norm })
+}
+
+/// What one finished step reports.
+struct StepLog {
+    loss: f64,
+    lr: f64,
+    norm: f64,
+    terms: Vec<(&'static str, f64)>,
+    seconds: f64,
+}
+
+/// The progress line after every step; scalars (and a plain line) every `train.log_every`.
+fn log_step(logger: &mut Logger, config: &Config, done: u64, log: StepLog) {
+    let pairs_per_s = (config.train.batch_size * config.train.grad_accum) as f64 / log.seconds;
+    let plain = done.is_multiple_of(config.train.log_every);
+    if plain {
+        let mut scalars = vec![("loss/total", log.loss), ("lr", log.lr), ("grad_norm", log.norm)];
+        scalars.extend(log.terms);
+        scalars.extend([("time/step_s", log.seconds), ("time/pairs_per_s", pairs_per_s)]);
+        logger.scalars(done, &scalars);
+    }
+    logger.progress(done, &format!("loss {:.4}, {pairs_per_s:.1} pairs/s", log.loss), plain);
+}
+
+/// The probe's pairs (and the quad probe's quads), on the plain device.
+struct Probes {
+    pairs: Probe,
+    quads: Option<Probe>,
+}
+
+impl Probes {
+    fn new<T: Trainee>(config: &Config, sets: &[OpenedSet], trainee: &T, device: &Device) -> anyhow::Result<Self> {
+        let probe_pairs = validation_pairs(config, sets, config.probe.pairs)?;
+        let plain = device.clone().inner();
+        let frozen = trainee.editor().valid();
+        let pairs = Probe::new(&probe_pairs, &config.probe.timesteps, &frozen, config.seed, &plain);
+        Ok(Self { pairs, quads: quad_probe(config, &frozen, &plain)? })
+    }
+
+    /// Both probes at `step`, logged and kept in `summary`.
+    fn run<T: Trainee>(&self, trainee: &T, step: u64, config: &Config, logger: &mut Logger, summary: &mut RunSummary) {
+        let result = trainee.probe(&self.pairs, config);
+        let quad_result = self.quads.as_ref().map(|quads| trainee.probe(quads, config));
+        let mut scalars = result.scalars("");
+        scalars.extend(quad_result.iter().flat_map(|r| r.scalars("quad_")));
+        let tagged: Vec<(&str, f64)> = scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        logger.scalars(step, &tagged);
+        let text = scalars.iter().map(|(k, v)| format!("{k} {v:.5}")).collect::<Vec<_>>().join(", ");
+        logger.line(&format!("step {step}: {text}"));
+        summary.probes.push((step, result));
+        summary.quad_probes.extend(quad_result.map(|r| (step, r)));
+    }
+}
+
+/// The sample grid at `step`: to TensorBoard and `OUTPUT/samples/step-N.png`.
+fn sample_grid<T: Trainee>(
+    trainee: &T,
+    probe: &Probe,
+    options: &EditOptions,
+    config: &Config,
+    step: u64,
+    logger: &mut Logger,
+) -> anyhow::Result<()> {
+    let count = probe.instructions.len().min(GRID_PAIRS);
+    let columns = trainee.grid(probe, count, options, config);
+    let grid = contact_sheet(&grid_rows(&columns), 4 * config.data.resolution);
+    logger.image("samples", &grid, step);
+    let dir = config.output_dir.join("samples");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("step-{step:08}.png"));
+    grid.save(&path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A run checkpoint: the trainee's export, the optimiser and the run state.
+fn save<T: Trainee>(trainee: &T, optim: &AdamW, state: &RunState, config: &Config) -> anyhow::Result<PathBuf> {
+    run_state::write(&config.output_dir, state, config.train.keep_checkpoints, |dir| {
+        trainee.export(&dir.join(T::EXPORT), state.step)?;
+        optim.save(&dir.join(OPTIMIZER_FILE))
+    })
+}
