@@ -5,7 +5,7 @@
 //! learnable query per LoRA target plus a target-type embedding, cross-attention to the
 //! instruction features, MLP) -> heads `S` -> `down`/`up` factors of rank r for every target.
 //!
-//! **[ours]** `S` is one linear head per target *shape* (`d_in`, `d_out`, kind), shared by the
+//! **[ours]** `S` is one linear head per target *shape* (`d_in`, `d_out`), shared by the
 //! targets of that shape: the query tells them apart. A head per target would cost ~335M
 //! parameters on SD-1.5's 128 attention projections; per shape it is 6 heads. The `up` heads
 //! start at zero, so `Δ = 0` at step 0 while gradients reach every part of `H`.

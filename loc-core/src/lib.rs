@@ -13,9 +13,7 @@
 //! - [`vae`]: Stable Diffusion's `AutoencoderKL` (encode to a latent distribution, decode).
 //! - [`vit`]: transformers' `ViTModel` (DINO ViT-S/16 for the DINO metric).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
-//!
-//! The VAE, CLIP, the hypernetwork and the schedules join as their issues land; see the
-//! workspace README.
+//! - [`error`]: [`ModelError`], naming the file, field or tensor at fault.
 
 pub mod checkpoint;
 pub mod clip;

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::DataError;
 use crate::loader::{PairLoader, Source, split_indices};
 use crate::magicbrush::MagicBrush;
-use crate::magicbrush_parquet::parquet_shards;
+use crate::magicbrush::parquet::parquet_shards;
 use crate::manifest::Manifest;
 use crate::pipeline::{ImageLimits, Preprocess};
 use crate::record::{PairRecord, QuadRecord};
-use crate::seed::{SeedConfig, SeedEdit};
+use crate::seed_data_edit::{SeedConfig, SeedEdit};
 use crate::skip::SkipLog;
 use crate::world::{SyntheticWorld, WorldSplit};
 
@@ -210,8 +210,10 @@ impl DataConfig {
         if !(0.0..=1.0).contains(&self.hflip_prob) {
             return problem("data.hflip_prob", format!("must be in [0, 1], got {}", self.hflip_prob));
         }
-        if self.threads == 0 || self.max_image_side == 0 {
-            return problem("data.threads", "threads and max_image_side must be at least 1".into());
+        for (field, value) in [("data.threads", self.threads), ("data.max_image_side", self.max_image_side as usize)] {
+            if value == 0 {
+                return problem(field, "must be at least 1".into());
+            }
         }
         if self.sets.is_empty() {
             return problem("data.sets", "names no data set".into());

@@ -10,7 +10,7 @@ use arrow_schema::{DataType, Field, Fields, Schema};
 use burn_dataset::Dataset;
 use common::*;
 use loc_data::magicbrush::MagicBrush;
-use loc_data::magicbrush_parquet::parquet_shards;
+use loc_data::magicbrush::parquet::parquet_shards;
 use loc_data::pipeline::{ImageLimits, load_rgb};
 use loc_data::{ImageSource, SkipKind};
 use parquet::arrow::ArrowWriter;

@@ -1,7 +1,16 @@
-//! LoC-rs evaluation: metrics (pixel distances; CLIP-I, CLIP-T, Visual CLIP; DINO), the
-//! MagicBrush protocol and generation for it, quad evaluation (a pair's change transferred to
-//! a new query), the paper's smaller claims on the procedural world (reuse, reverse,
-//! composition), and reports (JSON, Markdown, contact sheets).
+//! LoC-rs evaluation, from metrics to reports.
+//!
+//! - [`metrics`]: pixel distances (L1, L2, PSNR, SSIM) and embedding similarities (CLIP-I,
+//!   CLIP-T, Visual CLIP with CLIP; DINO).
+//! - [`magicbrush`]: the MagicBrush test protocol over folders in the official layout.
+//! - [`generate`]: editing the MagicBrush test split into that layout (text or pair mode).
+//! - [`quads`]: a pair's change transferred to a new query `(A, A', B, B')`, against the
+//!   baselines.
+//! - [`claims`]: the paper's smaller claims on the procedural world (reuse, reverse,
+//!   composition).
+//! - [`report`]: JSON for tools, Markdown for people, PNG contact sheets.
+//!
+//! The `loc-eval` binary's commands (one module each under `src/cli/`) call into these.
 
 pub mod claims;
 pub mod generate;

@@ -4,8 +4,9 @@
 //! as the images a user would save (RGB8): L1, L2, PSNR, SSIM; CLIP-I and DINO when their
 //! models are given; Visual CLIP, `cos(E(A') - E(A), E(X) - E(B))`, with CLIP.
 //!
-//! Leakage is measured against G's own null-instruction output (`tiny-world.md`): how much
-//! closer to `A'` a method's output is than G alone gets, `L2(G(∅, B), A') - L2(X, A')`.
+//! Leakage is measured against G's own null-instruction output (washed-out samples make any
+//! absolute "closer to A'" measure positive for every method): how much closer to `A'` a
+//! method's output is than G alone gets, `L2(G(∅, B), A') - L2(X, A')`.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,18 +1,19 @@
 //! The LoC trainer's library: configuration, objectives, the training loop, checkpoints,
-//! logs and the quad evaluation.
+//! logs and the end-of-run evaluation.
 //!
 //! - [`config`]: the TOML run configuration, validated before any work starts.
 //! - [`models`]: the editor and image encoder, from folders or the tiny presets, and saving them.
-//! - [`objective`]: the denoising loss, the editor objective, LoRA Reverse.
+//! - [`objective`]: the denoising loss, the editor objective, LoRA Reverse, the quad term.
+//! - [`cache`]: `[data] cache`, the frozen encoders' outputs stored once per item.
 //! - [`optim`]: AdamW, learning-rate schedule, gradient clipping.
 //! - [`probe`]: the held-out denoising probe.
-//! - [`checkpoint`]: atomic run checkpoints, retention, resume.
+//! - [`trainer`]: [`run`](trainer::run), the stages and the loop they share.
+//! - [`run_state`]: the run's own checkpoints (atomic, retained, resumed); the LoC model a
+//!   hypernet run exports is `loc_core::checkpoint`.
 //! - [`logging`]: TensorBoard events, progress bar or plain lines.
-//! - [`trainer`]: the loop for both stages.
 //! - [`dry_run`]: `--dry-run`, the configuration and its data checked without training.
 
 pub mod cache;
-
 pub mod config;
 pub mod dry_run;
 pub mod logging;

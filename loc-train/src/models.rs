@@ -199,7 +199,7 @@ pub fn save_image_encoder(encoder: &ClipVisionModelWithProjection, dir: &Path) -
     Ok(())
 }
 
-/// Copies the files of `from` (one level of subfolders deep is enough for model folders).
+/// Copies the folder `from` into `to`, subfolders included.
 pub fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {

@@ -1,7 +1,8 @@
 //! The held-out denoising probe: the denoising loss on fixed validation pairs at a fixed grid
 //! of timesteps with fixed noise, for G with the null instruction, G with the true
 //! instruction and G with the generated LoRA. With everything fixed, differences between
-//! probes are the model's alone; it moves long before sampled metrics do (`tiny-world.md`).
+//! probes are the model's alone; it moves long before sampled metrics do (in the tiny world's
+//! PyTorch prototype it fell 13-21% while the training loss looked flat).
 //!
 //! The pair probe shows G the pair's mirror image, as training does: condition `hflip(A)`,
 //! target `hflip(A')`. There, a LoRA that pastes A' over its input is not penalised. The quad

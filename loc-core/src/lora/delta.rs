@@ -164,7 +164,7 @@ impl LoraDelta {
         [to_dtype(self.down.clone(), dtype), to_dtype(self.up.clone(), dtype)]
     }
 
-    /// Checks that this delta fits `target` (dimensions, and `N` when given).
+    /// Checks that this delta fits `target`: its `d_in` and `d_out`.
     pub fn check(&self, target: &LoraTarget) -> Result<(), LoraError> {
         if self.d_in() != target.d_in || self.d_out() != target.d_out {
             return Err(LoraError::DeltaMismatch {

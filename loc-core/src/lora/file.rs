@@ -1,5 +1,5 @@
 //! LoRA files that other tools load: kohya (ComfyUI, A1111, diffusers) and PEFT / diffusers,
-//! in PyTorch layout (see `formats.md`).
+//! in PyTorch layout (see `docs/formats.md`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

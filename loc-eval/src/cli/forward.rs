@@ -16,7 +16,7 @@
 //! of the same meaning (`out_sample` for the UNet, `decoded` for the VAE decoder).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 use burn::prelude::*;
@@ -27,6 +27,8 @@ use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
 use loc_core::vit::ViTModel;
 use loc_core::weights::{RawTensor, read_safetensors, write_safetensors};
+
+use super::Env;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Component {
@@ -70,7 +72,7 @@ impl Inputs<'_> {
 }
 
 /// A named output: shape and values.
-pub type Output = (String, Vec<usize>, Vec<f32>);
+type Output = (String, Vec<usize>, Vec<f32>);
 
 fn output<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<Output> {
     let shape = t.dims().to_vec();
@@ -78,8 +80,48 @@ fn output<const D: usize>(name: &str, t: Tensor<D>) -> anyhow::Result<Output> {
     Ok((name.to_string(), shape, values))
 }
 
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    #[arg(long, value_enum)]
+    component: Component,
+    /// The component's Hugging Face folder (config.json + safetensors).
+    #[arg(long)]
+    model_dir: PathBuf,
+    #[arg(long)]
+    inputs: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    /// A parity fixture's reference outputs: print each output's deviation and fail past
+    /// `--tolerance` (relative to the reference's largest magnitude).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f32,
+}
+
+pub fn run(args: ForwardArgs, env: &Env) -> anyhow::Result<()> {
+    let ForwardArgs { component, model_dir, inputs, output, reference, tolerance } = args;
+    let outputs = run_component(component, &model_dir, &inputs, &output, &env.device, env.precision)?;
+    let Some(reference) = reference else { return Ok(()) };
+    let mut worst = 0.0f32;
+    for d in compare(component, &outputs, &reference)? {
+        let relative = d.max_abs_diff / d.scale;
+        worst = worst.max(relative);
+        println!(
+            "{} {component:?} {}: max abs diff {:.3e}, relative {relative:.3e}",
+            model_dir.display(),
+            d.name,
+            d.max_abs_diff
+        );
+    }
+    if worst > tolerance {
+        bail!("{}: relative deviation {worst:.3e} > --tolerance {tolerance:.1e}", model_dir.display());
+    }
+    Ok(())
+}
+
 /// Runs `component` from `model_dir` on `inputs`, writing `output`.
-pub fn run(
+fn run_component(
     component: Component,
     model_dir: &Path,
     inputs: &Path,
@@ -134,15 +176,15 @@ pub fn run(
 }
 
 /// One output against its reference.
-pub struct Deviation {
-    pub name: String,
-    pub max_abs_diff: f32,
+struct Deviation {
+    name: String,
+    max_abs_diff: f32,
     /// The reference's largest magnitude (at least 1): differences are relative to it.
-    pub scale: f32,
+    scale: f32,
 }
 
 /// Each of `outputs` against the tensor of the same meaning in `reference`.
-pub fn compare(component: Component, outputs: &[Output], reference: &Path) -> anyhow::Result<Vec<Deviation>> {
+fn compare(component: Component, outputs: &[Output], reference: &Path) -> anyhow::Result<Vec<Deviation>> {
     let mut tensors = read_safetensors(reference)?;
     outputs
         .iter()

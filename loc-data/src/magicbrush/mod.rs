@@ -4,9 +4,11 @@
 //! - the original folder layout (`images/<id>/<id>-input.png`, `-outputK.png`, `-maskK.png`,
 //!   `edit_sessions.json`, `global_descriptions.json`, `local_descriptions.json`);
 //! - the same layout read straight from the (password-protected) release zip;
-//! - the Hugging Face parquet shards (see [`crate::magicbrush_parquet`]).
+//! - the Hugging Face parquet shards (see [`parquet`]).
 //!
 //! In a session, the input of turn `k > 1` is the ground-truth output of turn `k - 1`.
+
+pub mod parquet;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -12,7 +12,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use loc_data::archive::{extract_tar_gz_parts, safe_relative_path};
 use loc_data::pipeline::{ImageLimits, load_rgb};
-use loc_data::seed::{SeedConfig, SeedEdit, SeedImages, SeedPart};
+use loc_data::seed_data_edit::{SeedConfig, SeedEdit, SeedImages, SeedPart};
 use loc_data::{ImageSource, SkipKind, SkipLog};
 use serde_json::json;
 

@@ -1,0 +1,70 @@
+//! `loc-eval quads`: a LoC checkpoint on quads `(A, A', B, B')` against the baselines.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use loc_core::pipeline::{EditOptions, Sampling};
+use loc_data::config::SourceConfig;
+use loc_eval::quads::{QuadEval, prepare_quads};
+
+use super::{Env, MetricArgs, SamplingArgs};
+
+#[derive(clap::Args)]
+pub struct QuadsArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// `synthetic` (the procedural world's held-out quads) or a JSONL manifest of quads.
+    #[arg(long)]
+    data: String,
+    #[arg(long, default_value_t = 128)]
+    count: usize,
+    /// Model resolution (default: the checkpoint's).
+    #[arg(long)]
+    resolution: Option<u32>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Text guidance for the editor with the true instruction.
+    #[arg(long, default_value_t = 7.5)]
+    text_guidance: f32,
+    /// The text the editor gets with the LoRA.
+    #[arg(long, default_value = "")]
+    prompt: String,
+    #[command(flatten)]
+    metrics: MetricArgs,
+    /// Examples in the contact sheet.
+    #[arg(long, default_value_t = 8)]
+    sheet: usize,
+    /// `report.json`, `report.md` and `examples.png` go here.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: QuadsArgs, env: &Env) -> anyhow::Result<()> {
+    let models = args.metrics.load(&env.device)?;
+    let model = env.load(&args.checkpoint)?;
+    let resolution = args.resolution.unwrap_or(model.manifest.resolution);
+    let source = match args.data.as_str() {
+        "synthetic" => SourceConfig::Synthetic { len: args.count, held_out: true },
+        path => SourceConfig::Manifest { path: path.into() },
+    };
+    let EditOptions { sampling, seed } = args.sampling.options(true);
+    let (quads, unreadable) = prepare_quads(&source, args.count, seed, resolution)?;
+    if unreadable > 0 {
+        eprintln!("{unreadable} unreadable quads left out");
+    }
+    let generate = |a, a_edited| model.generate(a, a_edited);
+    let eval = QuadEval {
+        editor: &model.editor,
+        generator: Some(&generate),
+        options: EditOptions::new(Sampling { text_guidance: args.text_guidance, ..sampling }, seed),
+        prompt: &args.prompt,
+        sheet: args.sheet,
+        models: &models,
+        device: &env.device,
+    };
+    let (result, examples) = eval.evaluate(&quads);
+    result.write(&args.out)?;
+    examples.save(args.out.join("examples.png")).context("writing the contact sheet")?;
+    println!("{}", result.markdown());
+    Ok(())
+}
