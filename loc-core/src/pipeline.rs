@@ -2,6 +2,10 @@
 //! becomes condition latents (VAE mode, unscaled), DDIM denoises with three-way
 //! classifier-free guidance, the VAE decodes. An optional LoRA set applies to the UNet in
 //! every guidance branch.
+//!
+//! Follows diffusers
+//! `src/diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion_instruct_pix2pix.py`,
+//! `StableDiffusionInstructPix2PixPipeline.__call__`.
 
 use std::path::Path;
 

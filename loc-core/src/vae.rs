@@ -1,6 +1,9 @@
 //! diffusers `AutoencoderKL` (Stable Diffusion's VAE): images in `[-1, 1]` to a diagonal
 //! Gaussian over latents, and latents back to images. Old checkpoints' attention names
 //! (`query`, `key`, `value`, `proj_attn`) load too.
+//!
+//! Follows diffusers `src/diffusers/models/autoencoders/autoencoder_kl.py` (`AutoencoderKL`) and
+//! `models/autoencoders/vae.py` (`Encoder`, `Decoder`, `DiagonalGaussianDistribution`).
 
 use std::path::Path;
 

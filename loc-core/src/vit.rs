@@ -2,6 +2,9 @@
 //! embedding with a class token and learned positions, pre-norm transformer layers, a final
 //! LayerNorm. The DINO metric reads the class token of `last_hidden_state`; the pooler
 //! (dense + tanh) is not used and its weights are left in the file.
+//!
+//! Follows transformers `src/transformers/models/vit/modeling_vit.py`: `ViTEmbeddings`,
+//! `ViTSelfAttention`, `ViTLayer`, `ViTModel`.
 
 use std::path::Path;
 

@@ -4,6 +4,9 @@
 //! Every random draw (noise, timesteps, dropout, exchange) comes from an [`StdRng`] the caller
 //! seeds from `(seed, step)`, so a step is a pure function of the weights and the step number:
 //! that is what makes `--resume` reproduce the uninterrupted run.
+//!
+//! Follows diffusers `examples/instruct_pix2pix/train_instruct_pix2pix.py` (the training step:
+//! latents, noise, conditioning dropout) for the editor's loss.
 
 use burn::prelude::*;
 use loc_core::clip::ClipVisionModelWithProjection;

@@ -1,4 +1,7 @@
 //! The pre-norm transformer both CLIP towers share (transformers `CLIPEncoder`).
+//!
+//! Follows transformers `src/transformers/models/clip/modeling_clip.py`: `CLIPEncoder`,
+//! `CLIPEncoderLayer`, `CLIPAttention`, `CLIPMLP`.
 
 use std::path::Path;
 

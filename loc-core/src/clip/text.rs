@@ -1,6 +1,9 @@
 //! transformers `CLIPTextModel`: token + position embeddings, a causal pre-norm transformer,
 //! a final LayerNorm; the pooled output is the state at the end-of-text token.
 //! `CLIPTextModelWithProjection` adds the projection into the joint image-text space (CLIP-T).
+//!
+//! Follows transformers `src/transformers/models/clip/modeling_clip.py`: `CLIPTextEmbeddings`,
+//! `CLIPTextTransformer`, `CLIPTextModel`, `CLIPTextModelWithProjection`.
 
 use std::path::Path;
 

@@ -2,6 +2,9 @@
 //! the `tokenizers` crate from the same components transformers uses: NFC, whitespace
 //! collapsed, lower case; CLIP's word split; byte-level BPE with `</w>`; start/end tokens;
 //! truncation and padding to the context length.
+//!
+//! Follows transformers `src/transformers/models/clip/tokenization_clip_fast.py`,
+//! `CLIPTokenizerFast` (the `tokenizers` pipeline it builds).
 
 use std::path::Path;
 

@@ -1,5 +1,8 @@
 //! transformers `CLIPVisionModelWithProjection`: patch embedding, class token, position
 //! embedding, `pre_layrnorm`, encoder, `post_layernorm` on the class token, projection.
+//!
+//! Follows transformers `src/transformers/models/clip/modeling_clip.py`: `CLIPVisionEmbeddings`,
+//! `CLIPVisionTransformer`, `CLIPVisionModelWithProjection`.
 
 use std::path::Path;
 

@@ -1,5 +1,8 @@
 //! diffusers `Attention` (attention_processor.py) with the default processor: multi-head
 //! scaled dot-product attention, every projection a LoRA target.
+//!
+//! Follows diffusers `src/diffusers/models/attention_processor.py`: `Attention` with
+//! `AttnProcessor2_0`.
 
 use burn::prelude::*;
 use burn::tensor::module::attention;

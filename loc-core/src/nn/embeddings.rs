@@ -1,4 +1,7 @@
 //! Timestep embeddings (diffusers `embeddings.py`).
+//!
+//! Follows diffusers `src/diffusers/models/embeddings.py`: `get_timestep_embedding`, `Timesteps`,
+//! `TimestepEmbedding`.
 
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;

@@ -1,4 +1,7 @@
 //! diffusers `resnet.py` / `downsampling.py` / `upsampling.py`.
+//!
+//! Follows diffusers `src/diffusers/models/resnet.py` (`ResnetBlock2D`), `models/downsampling.py`
+//! (`Downsample2D`), `models/upsampling.py` (`Upsample2D`).
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};

@@ -1,4 +1,8 @@
 //! diffusers `Transformer2DModel` with `BasicTransformerBlock`s (SD-1.x spatial transformer).
+//!
+//! Follows diffusers `src/diffusers/models/transformers/transformer_2d.py` (`Transformer2DModel`),
+//! `models/attention.py` (`BasicTransformerBlock`, `FeedForward`), `models/activations.py`
+//! (`GEGLU`).
 
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig};
 use burn::prelude::*;

@@ -1,4 +1,7 @@
 //! diffusers `DDIMScheduler`: deterministic (η = 0) or stochastic sampling steps.
+//!
+//! Follows diffusers `src/diffusers/schedulers/scheduling_ddim.py`: `DDIMScheduler.set_timesteps`
+//! and `DDIMScheduler.step`.
 
 use burn::prelude::*;
 

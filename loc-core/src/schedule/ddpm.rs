@@ -1,5 +1,8 @@
 //! The DDPM forward process used in training (diffusers `DDPMScheduler.add_noise` and
 //! `get_velocity`), with one timestep per sample.
+//!
+//! Follows diffusers `src/diffusers/schedulers/scheduling_ddpm.py`: `DDPMScheduler.add_noise` and
+//! `DDPMScheduler.get_velocity`.
 
 use burn::prelude::*;
 

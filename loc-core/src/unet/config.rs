@@ -1,5 +1,8 @@
 //! `unet/config.json`: the fields SD-1.x UNets use, validated; presets for SD-1.5
 //! InstructPix2Pix and a tiny configuration.
+//!
+//! Follows diffusers `src/diffusers/models/unets/unet_2d_condition.py`, the arguments of
+//! `UNet2DConditionModel.__init__`.
 
 use std::path::Path;
 

@@ -1,5 +1,8 @@
 //! diffusers `unet_2d_blocks.py`: the down, mid and up blocks of SD-1.x. A `DownBlock2D` is a
 //! down block without attentions; likewise for up blocks.
+//!
+//! Follows diffusers `src/diffusers/models/unets/unet_2d_blocks.py`: `CrossAttnDownBlock2D`,
+//! `DownBlock2D`, `UNetMidBlock2DCrossAttn`, `CrossAttnUpBlock2D`, `UpBlock2D`.
 
 use burn::prelude::*;
 

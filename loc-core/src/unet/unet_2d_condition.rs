@@ -1,5 +1,8 @@
 //! diffusers `UNet2DConditionModel` (SD-1.x): noisy latents, per-sample timesteps and text
 //! states in, the noise (or v / x0) prediction out, with an optional per-sample LoRA set.
+//!
+//! Follows diffusers `src/diffusers/models/unets/unet_2d_condition.py`,
+//! `UNet2DConditionModel.forward` (the SD-1.x path: no class or addition embeddings).
 
 use std::path::Path;
 

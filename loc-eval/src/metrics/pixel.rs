@@ -2,6 +2,9 @@
 //! the generated image is first resized to the ground truth's size with Pillow's bicubic
 //! filter, both are read on `[0, 1]`, and each score is a per-image mean over all `3·H·W`
 //! values. PSNR and SSIM (not in MagicBrush's script) follow scikit-image's conventions.
+//!
+//! Follows MagicBrush `evaluation/image_eval.py` (L1, L2) and scikit-image
+//! `metrics/_structural_similarity.py` (SSIM).
 
 use image::RgbImage;
 use loc_data::resize::pil_bicubic;
