@@ -101,9 +101,13 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     let pair = Tensor::<4>::zeros([3, 3, 8, 8], &Device::flex());
     let lora = model.generate(pair.clone(), pair);
     assert_eq!(lora.batch_size(), Some(3));
+    // Its manifest says how many steps made it, as does each run checkpoint's copy.
+    assert_eq!(model.manifest.step, 6);
     // Retention: the newest two checkpoints.
     let kept = loc_train::run_state::list(&dir.path().join("whole"));
     assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 6]);
+    let first_kept = LocModel::load(&kept[0].1.join("loc"), &Device::flex()).unwrap();
+    assert_eq!(first_kept.manifest.step, 3);
 }
 
 /// What `H` is handed in training (the trainer's encoder, patch tokens, preprocessing) is what

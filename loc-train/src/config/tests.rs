@@ -95,4 +95,13 @@ fn invalid_values_are_named() {
     let eval = "\n[eval]\nquads = { kind = \"synthetic\", len = 4 }\ncount = 4\nclip = \"no/such/clip\"\n";
     let err = load(&format!("{MINIMAL}{eval}"), &[]).unwrap_err().to_string();
     assert!(err.contains("`eval.clip`") && err.contains("no/such/clip/config.json"), "{err}");
+    // `[eval]` holds the sampling settings flat, and still refuses unknown keys.
+    let eval = "\n[eval]\nquads = { kind = \"synthetic\", len = 4 }\ncount = 4\nlora_guidance = 3.0\n";
+    let config = load(&format!("{MINIMAL}{eval}"), &[]).unwrap();
+    let sampling = &config.eval.as_ref().unwrap().sampling;
+    assert_eq!((sampling.steps, sampling.lora_guidance), (20, Some(3.0)));
+    let err = load(&format!("{MINIMAL}{eval}"), &["eval.stepz=3"]).unwrap_err().to_string();
+    assert!(err.contains("stepz"), "{err}");
+    let err = load(&format!("{MINIMAL}{eval}"), &["eval.steps=0"]).unwrap_err().to_string();
+    assert!(err.contains("`eval.steps` must be at least 1"), "{err}");
 }

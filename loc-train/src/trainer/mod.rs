@@ -28,9 +28,6 @@ use crate::config::{Config, EvalConfig, Stage};
 use crate::objective::Loss;
 use crate::probe::{Probe, ProbeResult};
 
-pub use editor::EditorWeights;
-pub use hypernet::HypernetWeights;
-
 /// How a run is started.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -140,9 +137,9 @@ impl Batch {
 }
 
 /// The `[eval]` section with the metric models it names.
-pub struct Evaluation<'a> {
-    pub config: &'a EvalConfig,
-    pub models: MetricModels,
+struct Evaluation<'a> {
+    config: &'a EvalConfig,
+    models: MetricModels,
 }
 
 impl Evaluation<'_> {
