@@ -5,7 +5,6 @@
   projections, old-style eos_token_id 2) with its toy tokenizer; io = text and image embeds.
 - loc-core/tests/fixtures/vit_dino: a tiny random ViTModel (with the pooler DINO checkpoints
   carry); io = last_hidden_state and the class token.
-- loc-data/tests/fixtures/resize: PNGs and Pillow's bicubic resizes of them (down, up, mixed).
 - loc-eval/tests/fixtures/magicbrush: ground truth and generated folders in the official
   layout, local descriptions, and reference.json: the numbers of MagicBrush's
   evaluation/image_eval.py formulas (PIL + torchvision + nn.L1Loss/MSELoss + scipy cosine),
@@ -30,6 +29,7 @@ from torchvision import transforms
 from transformers import CLIPConfig, CLIPModel, ViTConfig, ViTModel
 
 from make_clip_fixtures import toy_tokenizer
+from make_resize_fixtures import picture
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CORE = os.path.join(ROOT, "loc-core", "tests", "fixtures")
@@ -95,31 +95,6 @@ def dino_fixture():
     save_file({"pixel_values": pixel_values, "last_hidden_state": hidden.contiguous(),
                "cls": hidden[:, 0].contiguous()}, os.path.join(folder, "io.safetensors"))
     return model
-
-
-def picture(rng, w, h):
-    """Smooth colour fields plus noise: something bicubic filters treat like a photograph."""
-    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    phase = rng.uniform(0, 6, size=3)
-    freq = rng.uniform(0.05, 0.4, size=3)
-    tint = rng.uniform(40, 215, size=3)
-    base = np.stack([tint[c] + 60 * np.sin(freq[c] * x + phase[c]) * np.cos(freq[(c + 1) % 3] * y) for c in range(3)], -1)
-    return Image.fromarray(np.clip(base + rng.normal(0, 25, size=base.shape), 0, 255).astype(np.uint8))
-
-
-def resize_fixture():
-    folder = os.path.join(ROOT, "loc-data", "tests", "fixtures", "resize")
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    rng = np.random.default_rng(5)
-    cases = []
-    for i, (src, dst) in enumerate([((64, 48), (23, 17)), ((13, 9), (40, 31)), ((50, 20), (21, 45)), ((31, 31), (31, 12))]):
-        image = picture(rng, *src)
-        image.save(os.path.join(folder, f"in{i}.png"))
-        image.resize(dst).save(os.path.join(folder, f"out{i}.png"))  # PIL's default: bicubic
-        cases.append({"input": f"in{i}.png", "output": f"out{i}.png", "size": list(dst)})
-    with open(os.path.join(folder, "cases.json"), "w") as f:
-        json.dump(cases, f, indent=1)
 
 
 # ---- MagicBrush: the official formulas (evaluation/image_eval.py), on the tiny models ----
@@ -312,5 +287,4 @@ if __name__ == "__main__":
     openai_tokenizer_fixture()
     clip_model, clip_tokenizer = clip_fixture()
     dino_model = dino_fixture()
-    resize_fixture()
     magicbrush_fixture(clip_model, clip_tokenizer, dino_model)

@@ -79,36 +79,63 @@ fn convolve(taps: &[Tap], lines: usize, get: impl Fn(usize, usize, usize) -> u8)
     out
 }
 
-/// `PIL.Image.resize((width, height), Image.BICUBIC)` on an RGB image, to the last bit:
-/// a horizontal pass over the rows the vertical pass needs, rounded to 8 bits, then the
-/// vertical pass.
+/// An RGB8 image between the two passes, row-major.
+struct Plane {
+    width: usize,
+    pixels: Vec<[u8; 3]>,
+}
+
+impl Plane {
+    fn of(image: &RgbImage) -> Self {
+        let pixels = image.pixels().map(|p| p.0).collect();
+        Self { width: image.width() as usize, pixels }
+    }
+
+    fn at(&self, x: usize, y: usize, c: usize) -> u8 {
+        self.pixels[y * self.width + x][c]
+    }
+
+    /// Pillow's `ResampleHorizontal` over rows `first..first + rows`.
+    fn horizontal(&self, taps: &[Tap], first: usize, rows: usize) -> Plane {
+        let pixels = convolve(taps, rows, |y, x, c| self.at(x, y + first, c));
+        Plane { width: taps.len(), pixels }
+    }
+
+    /// Pillow's `ResampleVertical`; the taps' rows count from `first`.
+    fn vertical(&self, taps: &[Tap], first: usize) -> Plane {
+        // Computed column by column; transposed back here.
+        let columns = convolve(taps, self.width, |x, y, c| self.at(x, y - first, c));
+        let height = taps.len();
+        let pixels =
+            (0..height).flat_map(|y| (0..self.width).map(move |x| (x, y))).map(|(x, y)| columns[x * height + y]);
+        Plane { width: self.width, pixels: pixels.collect() }
+    }
+}
+
+/// `PIL.Image.resize((width, height), Image.BICUBIC)` on an RGB image, to the last bit, as
+/// Pillow 13 does it: two passes, each rounded to 8 bits. The horizontal pass comes first
+/// (over only the rows the vertical pass reads) unless the height shrinks by more than twice
+/// what the width does (`ImagingResampleInner`'s `horizontal_first`); Pillow 12.3 and
+/// earlier always ran the horizontal pass first, which differs by a level in such resizes.
 pub fn pil_bicubic(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     let (w, h) = (image.width() as usize, image.height() as usize);
     let (out_w, out_h) = (width as usize, height as usize);
-    if (out_w, out_h) == (w, h) {
-        return image.clone();
-    }
-    let pixel = |x: usize, y: usize, c: usize| image.as_raw()[(y * w + x) * 3 + c];
+    let source = Plane::of(image);
+    let (shrink_w, shrink_h) = (w as i64 - out_w as i64, h as i64 - out_h as i64);
+    let horizontal_first = !(shrink_h > 0 && shrink_h > 2 * shrink_w);
     let vertical = taps(h, out_h);
-    // The horizontal pass: only rows first..last of the source are read afterwards.
-    let (rows, first_row) = if out_w != w {
-        let first = vertical.first().map_or(0, |t| t.first);
-        let last = vertical.last().map_or(0, |t| t.first + t.weights.len());
-        let rows = convolve(&taps(w, out_w), last - first, |y, x, c| pixel(x, y + first, c));
-        (rows, first)
-    } else {
-        (image.pixels().map(|p| p.0).collect(), 0)
+    let out = match (out_w != w, out_h != h) {
+        (false, false) => source,
+        (true, false) => source.horizontal(&taps(w, out_w), 0, h),
+        (false, true) => source.vertical(&vertical, 0),
+        (true, true) if horizontal_first => {
+            let first = vertical.first().map_or(0, |t| t.first);
+            let last = vertical.last().map_or(0, |t| t.first + t.weights.len());
+            source.horizontal(&taps(w, out_w), first, last - first).vertical(&vertical, first)
+        }
+        (true, true) => source.vertical(&vertical, 0).horizontal(&taps(w, out_w), 0, out_h),
     };
-    let row_pixel = |x: usize, y: usize, c: usize| rows[y * out_w + x][c];
-    let data: Vec<u8> = if out_h != h {
-        // Computed column by column; transposed back below.
-        let columns = convolve(&vertical, out_w, |x, y, c| row_pixel(x, y - first_row, c));
-        let columns = &columns;
-        (0..out_h).flat_map(|y| (0..out_w).flat_map(move |x| columns[x * out_h + y])).collect()
-    } else {
-        rows.into_iter().flatten().collect()
-    };
-    RgbImage::from_raw(width, height, data).expect("width * height * 3 bytes")
+    RgbImage::from_raw(width, height, out.pixels.into_iter().flatten().collect()).expect("width * height * 3 bytes")
 }
 
 /// torchvision `Resize(size)` (an int) on a PIL image: the shorter side becomes `size`, the
