@@ -11,6 +11,10 @@
 //! | `clip-vision` | `pixel_values` | `image_embeds` |
 //! | `dino` | `pixel_values` | `cls`, `last_hidden_state` |
 //!
+//! `--lora FILE [--lora-scale S]` applies a kohya or PEFT LoRA file to the UNet, as diffusers'
+//! `load_lora_weights` and `set_adapters(adapter_weights=S)` do, so a file's effect can be
+//! held against diffusers'.
+//!
 //! The CLIP components read a tower's own folder or a full CLIP folder. With `--reference`
 //! (a parity fixture's `io.safetensors`), each output is compared with the reference's tensor
 //! of the same meaning (`out_sample` for the UNet, `decoded` for the VAE decoder).
@@ -22,7 +26,8 @@ use anyhow::{Context, anyhow, bail};
 use burn::prelude::*;
 use clap::ValueEnum;
 use loc_core::clip::{ClipTextModel, ClipTextModelWithProjection, ClipVisionModelWithProjection};
-use loc_core::device::{Precision, cast_module};
+use loc_core::device::cast_module;
+use loc_core::lora::load_lora;
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::AutoencoderKL;
 use loc_core::vit::ViTModel;
@@ -97,11 +102,18 @@ pub struct ForwardArgs {
     reference: Option<PathBuf>,
     #[arg(long, default_value_t = 1e-3)]
     tolerance: f32,
+    /// A kohya or PEFT LoRA file applied to the UNet (`--component unet` only).
+    #[arg(long)]
+    lora: Option<PathBuf>,
+    /// The LoRA's weight (diffusers' `set_adapters(..., adapter_weights=S)`).
+    #[arg(long, default_value_t = 1.0, requires = "lora")]
+    lora_scale: f32,
 }
 
 pub fn run(args: ForwardArgs, env: &Env) -> anyhow::Result<()> {
-    let ForwardArgs { component, model_dir, inputs, output, reference, tolerance } = args;
-    let outputs = run_component(component, &model_dir, &inputs, &output, &env.device, env.precision)?;
+    let ForwardArgs { component, model_dir, inputs, output, reference, tolerance, lora, lora_scale } = args;
+    let lora = lora.as_deref().map(|file| (file, lora_scale));
+    let outputs = run_component(component, &model_dir, &inputs, &output, lora, env)?;
     let Some(reference) = reference else { return Ok(()) };
     let mut worst = 0.0f32;
     for d in compare(component, &outputs, &reference)? {
@@ -120,26 +132,39 @@ pub fn run(args: ForwardArgs, env: &Env) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `component` from `model_dir` on `inputs`, writing `output`.
+/// Runs `component` from `model_dir` on `inputs`, writing `output`; `lora` is a LoRA file
+/// and its weight, for the UNet.
 fn run_component(
     component: Component,
     model_dir: &Path,
     inputs: &Path,
     output_path: &Path,
-    device: &Device,
-    precision: Precision,
+    lora: Option<(&Path, f32)>,
+    env: &Env,
 ) -> anyhow::Result<Vec<Output>> {
-    let device = device.clone();
+    let (device, precision) = (env.device.clone(), env.precision);
+    if lora.is_some() && !matches!(component, Component::Unet) {
+        bail!("--lora applies to the UNet only (--component unet), not {component:?}");
+    }
     let tensors = read_safetensors(inputs)?;
     let inputs = Inputs { file: inputs, tensors, device: device.clone() };
     let outputs = match component {
         Component::Unet => {
             let unet = cast_module(UNet2DConditionModel::load(model_dir, &device)?, precision);
+            let sample = inputs.float::<4>("sample")?;
+            // A file holds one sample's LoRA: every input sample gets it.
+            let lora = match lora {
+                Some((file, scale)) => {
+                    let set = load_lora(file, &unet.lora_targets(), &device)?.set;
+                    Some(set.scaled(scale).repeat(sample.dims()[0]))
+                }
+                None => None,
+            };
             let sample = unet.forward(
-                inputs.float::<4>("sample")?,
+                sample,
                 inputs.float::<1>("timestep")?,
                 inputs.float::<3>("encoder_hidden_states")?,
-                None,
+                lora.as_ref(),
             );
             vec![output("sample", sample)?]
         }
