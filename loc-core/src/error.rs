@@ -24,3 +24,33 @@ fn list(missing: &[String], unexpected: &[String], mismatched: &[String]) -> Str
     }
     out
 }
+
+/// An error and its causes for a terminal, each said once: the workspace's errors already
+/// name their cause in their own message, so a cause whose text the line before contains is
+/// left out (anyhow's `{:?}` would print it again, under "Caused by:").
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !lines.last().is_some_and(|line| line.contains(&text)) {
+            lines.push(text);
+        }
+        next = cause.source();
+    }
+    lines.join("\n  caused by: ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_its_message_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = ModelError::Io { path: PathBuf::from("w/config.json"), source: io() };
+        assert_eq!(error_report(&error), "w/config.json: no such file");
+        let wrapped = anyhow::Error::new(error).context("loading the editor");
+        assert_eq!(error_report(wrapped.as_ref()), "loading the editor\n  caused by: w/config.json: no such file");
+    }
+}

@@ -29,4 +29,4 @@ pub mod vae;
 pub mod vit;
 pub mod weights;
 
-pub use error::ModelError;
+pub use error::{ModelError, error_report};

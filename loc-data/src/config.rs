@@ -1,7 +1,7 @@
 //! The `[data]` section of a run configuration: which data sets, with which weights, at
 //! which resolution, and how they become a [`PairLoader`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn_dataset::{Dataset, InMemDataset};
@@ -14,7 +14,7 @@ use crate::magicbrush::parquet::parquet_shards;
 use crate::manifest::Manifest;
 use crate::pipeline::{ImageLimits, Preprocess};
 use crate::record::{PairRecord, QuadRecord};
-use crate::seed_data_edit::{SeedConfig, SeedEdit};
+use crate::seed_data_edit::{SeedConfig, SeedEdit, SeedImages};
 use crate::skip::SkipLog;
 use crate::world::{SyntheticWorld, WorldSplit};
 
@@ -103,6 +103,25 @@ impl SourceConfig {
             SourceConfig::MagicbrushFolder { .. } => "magicbrush-folder",
             SourceConfig::MagicbrushZip { .. } => "magicbrush-zip",
             SourceConfig::Manifest { .. } => "manifest",
+        }
+    }
+
+    /// The files and folders the source reads, which must exist before a run starts (caches
+    /// it fills are not among them).
+    pub fn inputs(&self) -> Vec<&Path> {
+        match self {
+            SourceConfig::Synthetic { .. } => Vec::new(),
+            SourceConfig::Seed(config) => {
+                let images = match &config.images {
+                    SeedImages::Folder(folder) => folder,
+                    SeedImages::Archive { dir, .. } => dir,
+                };
+                config.annotations.iter().map(PathBuf::as_path).chain([images.as_path()]).collect()
+            }
+            SourceConfig::MagicbrushParquet { dir, .. } => vec![dir],
+            SourceConfig::MagicbrushFolder { root } => vec![root],
+            SourceConfig::MagicbrushZip { archive, .. } => vec![archive],
+            SourceConfig::Manifest { path } => vec![path],
         }
     }
 

@@ -5,9 +5,12 @@
 
 mod cli;
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loc_core::device::{Precision, parse_device};
+use loc_core::error_report;
 
 use cli::Env;
 
@@ -50,8 +53,17 @@ enum Command {
     ExportLora(cli::export_lora::ExportLoraArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error_report(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let device = parse_device(&args.device).with_context(|| format!("--device {}", args.device))?;
     args.precision.check(&device)?;
     let env = Env { device, precision: args.precision };

@@ -133,7 +133,7 @@ fn a_lora_file_applied_by_forward_equals_the_dynamic_path() {
     let context =
         Tensor::<3>::from_data(TensorData::new(input("encoder_hidden_states"), [n, shape[1], shape[2]]), &device);
     let dynamic = unet.forward(sample, timestep, context, Some(&set.clone().scaled(0.7).repeat(n)));
-    let dynamic: Vec<f32> = dynamic.into_data().to_vec().unwrap();
+    let dynamic: Vec<f32> = dynamic.into_data().try_to_vec::<f32>().unwrap();
     let plain = read_safetensors(&io).unwrap()["out_sample"].floats();
     let scale = dynamic.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));

@@ -1,10 +1,12 @@
 //! `loc-train CONFIG.toml`: runs what a configuration describes.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use loc_core::device::parse_device;
+use loc_core::error_report;
 use loc_train::config::Config;
 use loc_train::trainer::{RunOptions, run};
 
@@ -29,9 +31,19 @@ struct Args {
     device: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run_command(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error_report(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config, &args.overrides)?;
+    config.check_paths(&args.config)?;
     let spec = args.device.as_deref().or(config.train.device.as_deref()).unwrap_or("cpu");
     let device = parse_device(spec).with_context(|| format!("--device {spec}"))?;
     if args.dry_run {

@@ -120,3 +120,35 @@ fn magicbrush_toml_passes_a_dry_run_on_the_magicbrush_fixture() {
     let err = Config::load(&repo().join("configs/magicbrush.toml"), &[]).unwrap_err().to_string();
     assert!(err.contains("`model.hypernet_init` runs/base/loc holds no loc_checkpoint.json"), "{err}");
 }
+
+/// Every path a run reads is checked before any work, and all the missing ones are named in
+/// one message, each once: `loc-train` prints its errors without repeating their causes.
+#[test]
+fn every_missing_path_is_named_at_once_and_each_error_said_once() {
+    let base = repo().join("configs/base.toml");
+    let config = Config::load(&base, &[]).unwrap();
+    let err = config.check_paths(&base).unwrap_err().to_string();
+    assert!(err.contains("8 paths this run needs do not exist"), "{err}");
+    for field in ["`model.editor`", "`model.image_encoder`", "`data.sets.0.source`", "`data.sets.2.source`"] {
+        assert!(err.contains(field), "{field}: {err}");
+    }
+    assert!(err.contains("part3_multi_turn/images"), "{err}");
+    let present = [
+        format!("model.editor={:?}", fixture("tiny_ip2p")),
+        format!("model.image_encoder={:?}", fixture("clip_vision")),
+        "data.sets=[{ name = \"world\", source = { kind = \"synthetic\", len = 8 } }]".to_string(),
+    ];
+    Config::load(&base, &present).unwrap().check_paths(&base).unwrap();
+
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_loc-train")).arg(&base).output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.starts_with("error: ") && stderr.contains("weights/instruct-pix2pix"), "{stderr}");
+    assert!(!stderr.contains("Caused by"), "{stderr}");
+    let missing_manifest = std::process::Command::new(env!("CARGO_BIN_EXE_loc-train"))
+        .arg(repo().join("configs/no-such.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing_manifest.stderr);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+}

@@ -24,6 +24,17 @@ pub enum ConfigError {
     Override { path: PathBuf, item: String, problem: String },
     #[error("{}: `{field}` {problem}", path.display())]
     Invalid { path: PathBuf, field: String, problem: String },
+    #[error("{}: {}", path.display(), missing_paths(missing))]
+    Missing { path: PathBuf, missing: Vec<(String, PathBuf)> },
+}
+
+/// "N paths this run needs do not exist:", then a line per field and path.
+fn missing_paths(missing: &[(String, PathBuf)]) -> String {
+    let head = match missing.len() {
+        1 => "a path this run needs does not exist:".to_string(),
+        n => format!("{n} paths this run needs do not exist:"),
+    };
+    missing.iter().fold(head, |text, (field, path)| format!("{text}\n  `{field}`: {}", path.display()))
 }
 
 /// Which modules train.
@@ -155,6 +166,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub gradient_checkpointing: bool,
     /// A checkpoint every this many steps (and at the end).
+    #[serde(default = "thousand")]
     pub checkpoint_every: u64,
     /// Checkpoints kept (oldest removed first).
     #[serde(default = "three")]
@@ -258,6 +270,9 @@ fn eight() -> usize {
 fn ten() -> u64 {
     10
 }
+fn thousand() -> u64 {
+    1000
+}
 fn default_suffixes() -> Vec<String> {
     DEFAULT_TARGET_SUFFIXES.iter().map(|s| s.to_string()).collect()
 }
@@ -289,6 +304,32 @@ impl Config {
             problem,
         })?;
         Ok(config)
+    }
+
+    /// Every file and folder the run reads (weights, data, evaluation models) that does not
+    /// exist, all in one error; `path` names the configuration. Run before any work.
+    pub fn check_paths(&self, path: &Path) -> Result<(), ConfigError> {
+        let m = &self.model;
+        let mut needed: Vec<(String, &Path)> = Vec::new();
+        for (field, dir) in [("model.editor", &m.editor), ("model.image_encoder", &m.image_encoder)] {
+            needed.extend(dir.as_deref().map(|d| (field.to_string(), d)));
+        }
+        needed.extend(m.hypernet_init.as_deref().map(|d| ("model.hypernet_init".to_string(), d)));
+        for (i, set) in self.data.sets.iter().enumerate() {
+            needed.extend(set.source.inputs().into_iter().map(|p| (format!("data.sets.{i}.source"), p)));
+        }
+        if let Some(quads) = &self.objective.quads {
+            needed.extend(quads.inputs().into_iter().map(|p| ("objective.quads".to_string(), p)));
+        }
+        if let Some(eval) = &self.eval {
+            needed.extend(eval.quads.inputs().into_iter().map(|p| ("eval.quads".to_string(), p)));
+            for (field, dir) in [("eval.clip", &eval.clip), ("eval.dino", &eval.dino)] {
+                needed.extend(dir.as_deref().map(|d| (field.to_string(), d)));
+            }
+        }
+        let missing: Vec<(String, PathBuf)> =
+            needed.into_iter().filter(|(_, p)| !p.exists()).map(|(f, p)| (f, p.to_path_buf())).collect();
+        if missing.is_empty() { Ok(()) } else { Err(ConfigError::Missing { path: path.to_path_buf(), missing }) }
     }
 
     /// The resolved configuration as TOML (saved with every checkpoint).
