@@ -18,6 +18,7 @@
 //!   back, images read for the editing commands.
 //! - [`resize`]: Pillow's bicubic resize, for the evaluation protocols.
 //! - [`rng`]: the seeds of every random stream.
+//! - [`scan`]: every image header read ahead of training, and the space extractions need.
 //! - [`skip`]: every item left out is counted with its reason ([`error`]: what stops a set).
 
 pub mod archive;
@@ -32,6 +33,7 @@ pub mod pipeline;
 pub mod record;
 pub mod resize;
 pub mod rng;
+pub mod scan;
 pub mod seed_data_edit;
 pub mod skip;
 pub mod world;

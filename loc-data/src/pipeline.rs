@@ -58,24 +58,54 @@ fn read_bytes(source: &ImageSource) -> Result<Vec<u8>, Skip> {
     }
 }
 
-/// Decodes `bytes` to RGB8 (grey, alpha and 16-bit inputs converted), refusing images larger
-/// than `limits` from their header alone.
-pub fn decode_rgb(bytes: &[u8], limits: ImageLimits, what: &str) -> Result<RgbImage, Skip> {
-    let corrupt = |e: &dyn std::fmt::Display| Skip::new(SkipKind::CorruptImage, format!("{what}: {e}"));
-    let reader = || ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| corrupt(&e));
-    let (width, height) = reader()?.into_dimensions().map_err(|e| corrupt(&e))?;
+fn corrupt(what: &str, error: impl std::fmt::Display) -> Skip {
+    Skip::new(SkipKind::CorruptImage, format!("{what}: {error}"))
+}
+
+/// The size an image's header gives, refused past `limits`.
+fn header_size<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    limits: ImageLimits,
+    what: &str,
+) -> Result<(u32, u32), Skip> {
+    let reader = reader.with_guessed_format().map_err(|e| corrupt(what, e))?;
+    let (width, height) = reader.into_dimensions().map_err(|e| corrupt(what, e))?;
     if width > limits.max_width || height > limits.max_height {
         return Err(Skip::new(
             SkipKind::ImageTooLarge,
             format!("{what}: {width}x{height} exceeds {}x{}", limits.max_width, limits.max_height),
         ));
     }
-    let mut reader = reader()?;
+    Ok((width, height))
+}
+
+/// The size of the image behind `source` from its header alone (a file's first bytes, not
+/// its pixels): what `--dry-run --scan` checks of every image.
+pub fn image_size(source: &ImageSource, limits: ImageLimits) -> Result<(u32, u32), Skip> {
+    let what = source.describe();
+    match source {
+        ImageSource::Pixels(image) => Ok(image.dimensions()),
+        ImageSource::File(path) => {
+            let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Skip::new(SkipKind::MissingFile, what.clone()),
+                _ => corrupt(&what, e),
+            })?;
+            header_size(ImageReader::new(std::io::BufReader::new(file)), limits, &what)
+        }
+        other => header_size(ImageReader::new(Cursor::new(read_bytes(other)?)), limits, &what),
+    }
+}
+
+/// Decodes `bytes` to RGB8 (grey, alpha and 16-bit inputs converted), refusing images larger
+/// than `limits` from their header alone.
+pub fn decode_rgb(bytes: &[u8], limits: ImageLimits, what: &str) -> Result<RgbImage, Skip> {
+    header_size(ImageReader::new(Cursor::new(bytes)), limits, what)?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| corrupt(what, e))?;
     let mut decoder_limits = Limits::default();
     decoder_limits.max_image_width = Some(limits.max_width);
     decoder_limits.max_image_height = Some(limits.max_height);
     reader.limits(decoder_limits);
-    Ok(reader.decode().map_err(|e| corrupt(&e))?.into_rgb8())
+    Ok(reader.decode().map_err(|e| corrupt(what, e))?.into_rgb8())
 }
 
 /// The RGB8 pixels behind `source`.

@@ -1,9 +1,11 @@
-//! `--dry-run`: check a configuration and its data without training.
+//! `--dry-run`: check a configuration and its data without training; `--scan` reads every
+//! image header of every data set too.
 
 use std::io::Write;
 
 use burn::prelude::*;
 use loc_data::loader::PairBatch;
+use loc_data::scan::{Extraction, Scan, available_space, pending_extraction, scan_pairs};
 
 use loc_core::clip::{ClipTextConfig, ClipTokenizer, ClipVisionConfig};
 use loc_core::schedule::SchedulerConfig;
@@ -15,12 +17,21 @@ use crate::config::Config;
 const SAMPLE_BATCH: usize = 4;
 
 /// Opens every data set of `config`, prints per-set counts and skips, and decodes one batch
-/// onto `device`.
-pub fn dry_run(config: &Config, device: &Device, out: &mut impl Write) -> anyhow::Result<()> {
+/// onto `device`. With `scan`, every pair's image headers are read as well (usable pairs and
+/// every skip by kind, per set). Extractions still to come are announced first, with a warning
+/// when their cache's disk lacks the space.
+pub fn dry_run(config: &Config, device: &Device, scan: bool, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "stage {:?}, seed {}, output {}", config.stage, config.seed, config.output_dir.display())?;
     writeln!(out, "device {device:?}, precision {}", config.train.precision)?;
     check_models(config, out)?;
     let data = &config.data;
+    for set in &data.sets {
+        let Some(Extraction { cache, bytes }) = pending_extraction(&set.source) else { continue };
+        writeln!(out, "data set `{}` will extract about {} into {}", set.name, gib(bytes), cache.display())?;
+        if let Some(free) = available_space(&cache).filter(|&free| free < bytes) {
+            writeln!(out, "warning: {} has only {} free for `{}`'s extraction", cache.display(), gib(free), set.name)?;
+        }
+    }
     let sets = data.open(config.seed, true)?;
     for set in &sets {
         writeln!(
@@ -36,6 +47,10 @@ pub fn dry_run(config: &Config, device: &Device, out: &mut impl Write) -> anyhow
         for line in set.skips.to_string().lines() {
             writeln!(out, "    {line}")?;
         }
+        if scan {
+            let Scan { pairs, usable, skips } = scan_pairs(set.dataset.as_ref(), data.preprocess().limits, true);
+            writeln!(out, "    scan: {usable} of {pairs} pairs usable; images: {}", skips.to_string().trim_end())?;
+        }
     }
     let loader = data.train_loader(&sets, SAMPLE_BATCH, config.seed);
     let pairs = loader.batch(0)?;
@@ -46,6 +61,10 @@ pub fn dry_run(config: &Config, device: &Device, out: &mut impl Write) -> anyhow
     }
     writeln!(out, "while decoding the sample: {}", loader.skips.to_string().trim_end())?;
     Ok(())
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
 }
 
 /// Reads the configuration files of the model folders the run names (not their weights).
@@ -98,11 +117,41 @@ mod tests {
         let config = Config::load(&config_path, &[]).unwrap();
 
         let mut out = Vec::new();
-        dry_run(&config, &Device::flex(), &mut out).unwrap();
+        dry_run(&config, &Device::flex(), false, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.contains("data set `world` (synthetic): 100 pairs"), "{out}");
+        assert!(!out.contains("scan:"), "{out}");
         assert!(out.contains("data set `mine` (manifest): 2 pairs"), "{out}");
         assert!(out.contains("1 skipped (bad record)") && out.contains("pairs.jsonl:3"), "{out}");
         assert!(out.contains("sample batch: before [4, 3, 16, 16], after [4, 3, 16, 16]"), "{out}");
+    }
+
+    /// A pair whose file is gone is found by `--scan` before any training, with a broken image,
+    /// counted by kind; without the scan only the pairs a sample batch draws are opened.
+    #[test]
+    fn a_scan_reports_every_missing_and_broken_image() {
+        let dir = tempfile::tempdir().unwrap();
+        image::RgbImage::from_pixel(20, 10, image::Rgb([1, 2, 3])).save(dir.path().join("a.png")).unwrap();
+        std::fs::write(dir.path().join("broken.png"), b"no image").unwrap();
+        let manifest = dir.path().join("pairs.jsonl");
+        let mut lines = vec![r#"{"before": "broken.png", "after": "a.png", "instruction": "x"}"#.to_string()];
+        lines.extend((0..6).map(|i| format!(r#"{{"before": "a.png", "after": "a.png", "instruction": "ok {i}"}}"#)));
+        lines.push(r#"{"before": "a.png", "after": "gone.png", "instruction": "y"}"#.to_string());
+        std::fs::write(&manifest, lines.join("\n")).unwrap();
+        let toml = format!(
+            "stage = \"editor\"\nseed = 3\noutput_dir = \"x\"\n[model]\neditor_preset = \"tiny\"\n\
+             [train]\nsteps = 1\nbatch_size = 1\n[data]\nresolution = 16\nthreads = 1\n\
+             [[data.sets]]\nname = \"mine\"\nsource = {{ kind = \"manifest\", path = {:?} }}\n",
+            manifest.display().to_string()
+        );
+        let config_path = dir.path().join("run.toml");
+        std::fs::write(&config_path, toml).unwrap();
+        let config = Config::load(&config_path, &[]).unwrap();
+        let mut out = Vec::new();
+        dry_run(&config, &Device::flex(), true, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("scan: 6 of 8 pairs usable"), "{out}");
+        assert!(out.contains("1 skipped (missing file)") && out.contains("gone.png"), "{out}");
+        assert!(out.contains("1 skipped (corrupt image)") && out.contains("broken.png"), "{out}");
     }
 }

@@ -25,6 +25,10 @@ struct Args {
     /// and stop without training.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: read every image header of every data set (in parallel) and report
+    /// usable pairs and every skip by kind.
+    #[arg(long, requires = "dry_run")]
+    scan: bool,
     /// Where the models run: cpu, cuda, cuda:N, wgpu, vulkan:N (default: the config's
     /// `train.device`, else cpu).
     #[arg(long)]
@@ -48,7 +52,7 @@ fn run_command(args: Args) -> anyhow::Result<()> {
     let device = parse_device(spec).with_context(|| format!("--device {spec}"))?;
     if args.dry_run {
         println!("{}: valid", args.config.display());
-        return loc_train::dry_run::dry_run(&config, &device, &mut std::io::stdout().lock());
+        return loc_train::dry_run::dry_run(&config, &device, args.scan, &mut std::io::stdout().lock());
     }
     let options = RunOptions { resume: args.resume, echo: true, stop_after: None };
     let summary = run(&config, &options, &device).with_context(|| format!("run of {}", args.config.display()))?;

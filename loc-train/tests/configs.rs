@@ -32,7 +32,7 @@ fn write_lines(path: &Path, lines: &[serde_json::Value]) {
 
 fn run_dry(config: &Config) -> String {
     let mut out = Vec::new();
-    dry_run(config, &Device::flex(), &mut out).unwrap();
+    dry_run(config, &Device::flex(), false, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
