@@ -29,7 +29,7 @@ use crate::report;
 /// Quads sampled per batch.
 const CHUNK: usize = 32;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MethodScore {
     pub method: String,
     /// To `B'`.
@@ -59,6 +59,20 @@ pub struct QuadReport {
 impl QuadReport {
     pub fn get(&self, method: &str) -> Option<&MethodScore> {
         self.methods.iter().find(|m| m.method == method)
+    }
+
+    /// This report with each row of `other` that differs from its own added after it as
+    /// `"<method> (<tag>)"`: e.g. the raw weights beside their moving average, once for each
+    /// method the weights change.
+    pub fn with_rows_of(mut self, other: &QuadReport, tag: &str) -> Self {
+        for row in &other.methods {
+            let Some(at) = self.methods.iter().position(|m| m.method == row.method) else { continue };
+            if self.methods[at] != *row {
+                let tagged = MethodScore { method: format!("{} ({tag})", row.method), ..row.clone() };
+                self.methods.insert(at + 1, tagged);
+            }
+        }
+        self
     }
 
     pub fn markdown(&self) -> String {

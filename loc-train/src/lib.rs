@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod config;
 pub mod dry_run;
+pub mod ema;
 pub mod logging;
 pub mod models;
 pub mod objective;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub const STATE_FILE: &str = "trainer_state.json";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The trained weights' moving average (`[train] ema_decay`), by module path.
+pub const EMA_FILE: &str = "ema.safetensors";
 const PREFIX: &str = "step-";
 
 /// What a run needs, beyond weights, to continue exactly where it stopped.

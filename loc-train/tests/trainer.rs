@@ -310,3 +310,43 @@ fn cached_encodings_give_the_uncached_losses() {
 fn run_losses(config: &Config) -> Vec<(u64, f64)> {
     run(config, &RunOptions::default(), &Device::flex()).unwrap().losses
 }
+
+/// `[train] ema_decay`: a run stopped and resumed exports the same moving average as the
+/// uninterrupted run (to 1e-6), the export holds the average rather than the raw weights,
+/// and the end-of-run report shows the raw weights' LoC row beside the average's.
+#[test]
+fn a_resumed_run_with_ema_exports_the_uninterrupted_average() {
+    use loc_core::weights::read_safetensors;
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let device = Device::flex();
+    let eval = "[eval]\nquads = { kind = \"synthetic\", len = 4, held_out = true }\ncount = 2\nsteps = 2\n";
+    let with_ema = |name: &str| {
+        let mut config = hypernet_config(&editor, &dir.path().join(name), eval);
+        config.train.ema_decay = Some(0.8);
+        config
+    };
+    let whole = run(&with_ema("whole"), &RunOptions::default(), &device).unwrap();
+    let split = with_ema("split");
+    run(&split, &RunOptions { stop_after: Some(3), ..RunOptions::default() }, &device).unwrap();
+    run(&split, &RunOptions { resume: Some("latest".into()), ..RunOptions::default() }, &device).unwrap();
+    let weights = |path: &Path| read_safetensors(&path.join("hypernet.safetensors")).unwrap();
+    let exported = weights(&dir.path().join("whole/loc"));
+    let resumed = weights(&dir.path().join("split/loc"));
+    let raw = weights(&dir.path().join("whole/checkpoints/step-00000006/loc"));
+    let mut differs_from_raw = false;
+    for (name, tensor) in &exported {
+        let (a, b, r) = (tensor.floats(), resumed[name].floats(), raw[name].floats());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{name}: {x} vs {y}");
+        }
+        differs_from_raw |= a.iter().zip(&r).any(|(x, y)| (x - y).abs() > 1e-6);
+    }
+    assert!(differs_from_raw, "the export holds the average, not the last weights");
+    assert!(dir.path().join("whole/checkpoints/step-00000006/ema.safetensors").exists());
+    let report = whole.report.unwrap();
+    let (ema_row, raw_row) = (report.get("LoC").unwrap(), report.get("LoC (raw)").unwrap());
+    assert_ne!(ema_row.l2, raw_row.l2);
+    assert!(report.get("G null (raw)").is_none(), "rows the weights do not change appear once");
+}

@@ -165,6 +165,13 @@ pub struct TrainConfig {
     /// Recompute memory-bound activations in the backward pass instead of keeping them.
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// Keep an exponential moving average of the trained weights with this decay (e.g.
+    /// 0.999): saved in checkpoints, exported, and evaluated beside the raw weights.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
+    /// Warm the average's decay up as `1 - (1 + t)^(-2/3)` instead of `(1 + t) / (10 + t)`.
+    #[serde(default)]
+    pub ema_warmup: bool,
     /// A checkpoint every this many steps (and at the end).
     #[serde(default = "thousand")]
     pub checkpoint_every: u64,

@@ -71,6 +71,7 @@ fn invalid_values_are_named() {
         ("probe.quads=8", "`probe.quads` draws from [eval] quads"),
         ("train.device=\"tpu\"", "`train.device` unknown device `tpu`"),
         ("train.precision=\"fp8\"", "precision"),
+        ("train.ema_decay=1.5", "`train.ema_decay` must be in (0, 1), got 1.5"),
         ("data.cache=\"c\"", "`data.cache` a trained image encoder changes its features"),
     ];
     for (item, expected) in cases {

@@ -121,6 +121,11 @@ impl TrainConfig {
         if let Some(spec) = &self.device {
             parse_device(spec).map_err(|error| ("train.device".to_string(), error.to_string()))?;
         }
+        if let Some(decay) = self.ema_decay
+            && !(decay > 0.0 && decay < 1.0)
+        {
+            return invalid("train.ema_decay", format!("must be in (0, 1), got {decay}"));
+        }
         positive("train.log_every", self.log_every)?;
         positive("train.max_bad_steps", self.max_bad_steps)
     }

@@ -19,10 +19,11 @@ use loc_eval::report::contact_sheet;
 use super::{Batch, Evaluation, Prepared, RunOptions, RunSummary, Trainee, grid_rows, quad_probe, validation_pairs};
 use crate::cache::EncodingCache;
 use crate::config::Config;
+use crate::ema::Ema;
 use crate::logging::Logger;
 use crate::optim::{AdamW, grad_norm, learning_rate};
 use crate::probe::Probe;
-use crate::run_state::{self, OPTIMIZER_FILE, RunState};
+use crate::run_state::{self, EMA_FILE, OPTIMIZER_FILE, RunState};
 
 /// Pairs in a sample grid.
 const GRID_PAIRS: usize = 4;
@@ -54,6 +55,8 @@ pub(super) fn train<T: Trainee>(
     let out = &config.output_dir;
     let mut state = RunState { step: 0, updates: 0, bad_steps: 0, config: config.to_toml() };
     let mut optim = AdamW::new(&config.optim);
+    let (ema_decay, ema_warmup) = (config.train.ema_decay, config.train.ema_warmup);
+    let mut ema = ema_decay.map(|decay| Ema::new(decay, ema_warmup));
     if let Some(which) = &options.resume {
         let dir = run_state::resolve(out, which)?;
         state = run_state::read_state(&dir)?;
@@ -66,6 +69,14 @@ pub(super) fn train<T: Trainee>(
         }
         trainee.restore(&dir.join(T::EXPORT), config)?;
         optim = AdamW::load(&config.optim, &dir.join(OPTIMIZER_FILE), state.updates, device)?;
+        if let Some(decay) = ema_decay {
+            let file = dir.join(EMA_FILE);
+            if file.exists() {
+                ema = Some(Ema::load(decay, ema_warmup, &file, &device.clone().inner())?);
+            } else {
+                eprintln!("note: {} holds no EMA weights: the average starts from this step", dir.display());
+            }
+        }
     }
     let total = config.train.steps;
     let mut logger = Logger::new(out, state.step, total, options.echo);
@@ -98,7 +109,7 @@ pub(super) fn train<T: Trainee>(
     while state.step < total {
         if stop.load(Ordering::SeqCst) || options.stop_after.is_some_and(|n| ran >= n) {
             logger.line(&format!("stopping at step {}: writing a checkpoint", state.step));
-            let dir = save(&trainee, &optim, &state, config)?;
+            let dir = save(&trainee, &optim, ema.as_ref(), &state, config)?;
             logger.line(&format!("checkpoint {}", dir.display()));
             logger.finish();
             summary.steps_done = state.step;
@@ -132,6 +143,9 @@ pub(super) fn train<T: Trainee>(
         let clip_scale = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
         trainee.set_weights(optim.step(weights, grads, clip_scale / accum as f64, lr));
         state.updates = optim.updates;
+        if let Some(ema) = &mut ema {
+            ema.update(&trainee.weights(), optim.updates);
+        }
         summary.losses.push((step, loss));
         let seconds = started.elapsed().as_secs_f64();
         log_step(&mut logger, config, state.step, StepLog { loss, lr, norm, terms, seconds });
@@ -144,24 +158,62 @@ pub(super) fn train<T: Trainee>(
             sample_grid(&trainee, &probes.pairs, &sample_options, config, state.step, &mut logger)?;
         }
         if state.step.is_multiple_of(config.train.checkpoint_every) || state.step == total {
-            save(&trainee, &optim, &state, config)?;
+            save(&trainee, &optim, ema.as_ref(), &state, config)?;
             logger.flush();
         }
     }
     logger.finish();
-    let exported = out.join(T::EXPORT);
-    trainee.export(&exported, state.step)?;
-    if options.echo {
-        println!("exported {}", exported.display());
-    }
-    if let Some(eval) = &config.eval {
-        let (quads, unreadable) =
-            loc_eval::quads::prepare_quads(&eval.quads, eval.count, config.seed, config.data.resolution)?;
-        if unreadable > 0 {
-            eprintln!("evaluation: {unreadable} unreadable quads left out");
+    summary.steps_done = state.step;
+    summary.bad_steps = state.bad_steps;
+    finish(trainee, ema.as_ref(), config, options, device, summary)
+}
+
+/// The end of a run: the export (of the EMA weights when there are some) and the quad
+/// evaluation, where the raw weights' rows join the EMA's when they differ.
+fn finish<T: Trainee>(
+    mut trainee: T,
+    ema: Option<&Ema>,
+    config: &Config,
+    options: &RunOptions,
+    device: &Device,
+    mut summary: RunSummary,
+) -> anyhow::Result<RunSummary> {
+    let out = &config.output_dir;
+    let evaluation = match &config.eval {
+        Some(eval) => {
+            let (quads, unreadable) =
+                loc_eval::quads::prepare_quads(&eval.quads, eval.count, config.seed, config.data.resolution)?;
+            if unreadable > 0 {
+                eprintln!("evaluation: {unreadable} unreadable quads left out");
+            }
+            let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &device.clone().inner())?;
+            Some((quads, Evaluation { config: eval, models }))
         }
-        let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &device.clone().inner())?;
-        let (report, sheet) = trainee.evaluate(&quads, &Evaluation { config: eval, models }, config);
+        None => None,
+    };
+    let raw = match (ema, &evaluation) {
+        (Some(ema), Some((quads, evaluation))) => {
+            let (raw, _) = trainee.evaluate(quads, evaluation, config);
+            trainee.set_weights(ema.apply(trainee.weights()));
+            Some(raw)
+        }
+        (Some(ema), None) => {
+            trainee.set_weights(ema.apply(trainee.weights()));
+            None
+        }
+        (None, _) => None,
+    };
+    let exported = out.join(T::EXPORT);
+    trainee.export(&exported, summary.steps_done)?;
+    if options.echo {
+        println!("exported {}{}", exported.display(), if ema.is_some() { " (EMA weights)" } else { "" });
+    }
+    if let Some((quads, evaluation)) = evaluation {
+        let (report, sheet) = trainee.evaluate(&quads, &evaluation, config);
+        let report = match raw {
+            Some(raw) => report.with_rows_of(&raw, "raw"),
+            None => report,
+        };
         report.write(out)?;
         sheet.save(out.join("examples.png")).context("writing the contact sheet")?;
         if options.echo {
@@ -169,8 +221,6 @@ pub(super) fn train<T: Trainee>(
         }
         summary.report = Some(report);
     }
-    summary.steps_done = state.step;
-    summary.bad_steps = state.bad_steps;
     summary.exported = Some(exported);
     Ok(summary)
 }
@@ -276,10 +326,18 @@ fn sample_grid<T: Trainee>(
     grid.save(&path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A run checkpoint: the trainee's export, the optimiser and the run state.
-fn save<T: Trainee>(trainee: &T, optim: &AdamW, state: &RunState, config: &Config) -> anyhow::Result<PathBuf> {
+/// A run checkpoint: the trainee's export (the raw weights), the optimiser, the EMA and the
+/// run state.
+fn save<T: Trainee>(
+    trainee: &T,
+    optim: &AdamW,
+    ema: Option<&Ema>,
+    state: &RunState,
+    config: &Config,
+) -> anyhow::Result<PathBuf> {
     run_state::write(&config.output_dir, state, config.train.keep_checkpoints, |dir| {
         trainee.export(&dir.join(T::EXPORT), state.step)?;
-        optim.save(&dir.join(OPTIMIZER_FILE))
+        optim.save(&dir.join(OPTIMIZER_FILE))?;
+        ema.map_or(Ok(()), |ema| ema.save(&dir.join(EMA_FILE)))
     })
 }
