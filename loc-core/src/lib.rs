@@ -10,6 +10,7 @@
 //! - [`unet`]: the SD-1.x `UNet2DConditionModel`, a per-sample LoRA set in every forward.
 //! - [`pipeline`]: the InstructPix2Pix edit (three-way guidance, DDIM), with an optional LoRA set.
 //! - [`schedule`]: the DDPM training schedule and the DDIM sampler, from `scheduler_config.json`.
+//! - [`single_file`]: original single-file checkpoints (LDM key names) into the diffusers models.
 //! - [`vae`]: Stable Diffusion's `AutoencoderKL` (encode to a latent distribution, decode).
 //! - [`vit`]: transformers' `ViTModel` (DINO ViT-S/16 for the DINO metric).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
@@ -24,6 +25,7 @@ pub mod lora;
 pub mod nn;
 pub mod pipeline;
 pub mod schedule;
+pub mod single_file;
 pub mod unet;
 pub mod vae;
 pub mod vit;

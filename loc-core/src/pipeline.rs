@@ -7,19 +7,21 @@
 //! `src/diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion_instruct_pix2pix.py`,
 //! `StableDiffusionInstructPix2PixPipeline.__call__`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
-use crate::clip::{ClipTextModel, ClipTokenizer};
+use crate::clip::{ClipTextConfig, ClipTextModel, ClipTokenizer};
 use crate::device::{Precision, cast_module};
 use crate::error::ModelError;
 use crate::lora::LoraSet;
 use crate::schedule::{Ddim, SchedulerConfig};
-use crate::unet::UNet2DConditionModel;
-use crate::vae::AutoencoderKL;
+use crate::single_file::read_single_file;
+use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::weights::weights_file;
 
 /// How an edit samples: DDIM steps and the guidance scales; defaults are InstructPix2Pix's.
 /// A run's `[eval]` section, `loc-eval`'s flags and the trainer's sample grids all hold one.
@@ -72,7 +74,17 @@ pub struct InstructPix2Pix {
 impl InstructPix2Pix {
     /// A diffusers folder: `unet/`, `vae/` (absent for a pixel-space editor), `text_encoder/`,
     /// `tokenizer/`, `scheduler/`.
+    ///
+    /// The folder may hold, instead of the models' weights files, one original single-file
+    /// checkpoint (`*.safetensors` at its top, e.g. `instruct-pix2pix-00-22000.safetensors`)
+    /// beside the configs, tokenizer and scheduler: see [`load_single_file`](Self::load_single_file).
+    /// Weights files may be the fp16 variants (`diffusion_pytorch_model.fp16.safetensors`).
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        if !weights_file(&dir.join("unet"), "diffusion_pytorch_model").exists()
+            && let Some(file) = single_file_in(dir)?
+        {
+            return Self::load_single_file(&file, dir, device);
+        }
         let vae_dir = dir.join("vae");
         Ok(Self {
             unet: UNet2DConditionModel::load(&dir.join("unet"), device)?,
@@ -80,6 +92,23 @@ impl InstructPix2Pix {
             text_encoder: ClipTextModel::load(&dir.join("text_encoder"), device)?,
             tokenizer: ClipTokenizer::load(&dir.join("tokenizer"))?,
             scheduler: SchedulerConfig::load(&dir.join("scheduler").join("scheduler_config.json"))?,
+        })
+    }
+
+    /// An original single-file checkpoint (LDM key names; see [`crate::single_file`]), with
+    /// the configs, tokenizer and scheduler of the diffusers folder `configs` (its weights,
+    /// if any, are not read), as diffusers' `from_single_file(file, config=configs)`.
+    pub fn load_single_file(file: &Path, configs: &Path, device: &Device) -> Result<Self, ModelError> {
+        let unet_config = UNet2DConditionConfig::load(&configs.join("unet/config.json"))?;
+        let vae_config = AutoencoderKLConfig::load(&configs.join("vae/config.json"))?;
+        let text_config = ClipTextConfig::load(&configs.join("text_encoder/config.json"))?;
+        let weights = read_single_file(file, &unet_config, &vae_config)?;
+        Ok(Self {
+            unet: UNet2DConditionModel::load_weights(&unet_config, weights.unet, device)?,
+            vae: Some(AutoencoderKL::load_weights(&vae_config, weights.vae, device)?),
+            text_encoder: ClipTextModel::load_weights(&text_config, weights.text_encoder, device)?,
+            tokenizer: ClipTokenizer::load(&configs.join("tokenizer"))?,
+            scheduler: SchedulerConfig::load(&configs.join("scheduler").join("scheduler_config.json"))?,
         })
     }
 
@@ -236,4 +265,14 @@ pub fn decode_latents(vae: Option<&AutoencoderKL>, latents: Tensor<4>) -> Tensor
         Some(vae) => vae.decode(latents.div_scalar(vae.scaling_factor() as f32)),
         None => latents,
     }
+}
+
+/// The one `*.safetensors` file at the top of `dir`, if there is exactly one.
+fn single_file_in(dir: &Path) -> Result<Option<PathBuf>, ModelError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+    let files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    Ok(if files.len() == 1 { files.into_iter().next() } else { None })
 }

@@ -18,7 +18,7 @@ use crate::error::ModelError;
 use crate::nn::attention::Attention;
 use crate::nn::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
 use crate::nn::{conv2d, group_norm, join};
-use crate::weights::{load_safetensors_remapped, read_config};
+use crate::weights::{Weights, load_safetensors_remapped, read_config, weights_file};
 
 /// The VAE's norms use this epsilon throughout.
 const EPS: f64 = 1e-6;
@@ -273,18 +273,22 @@ impl AutoencoderKL {
     /// A diffusers `vae/` folder (`config.json`, `diffusion_pytorch_model.safetensors`), frozen.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = AutoencoderKLConfig::load(&dir.join("config.json"))?;
+        Self::load_weights(&config, &weights_file(dir, "diffusion_pytorch_model"), device)
+    }
+
+    /// The model of `config` with diffusers-named `weights` (old attention names too), frozen.
+    pub fn load_weights(
+        config: &AutoencoderKLConfig,
+        weights: impl Into<Weights>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let old_names = [
             (r"\.query\.", ".to_q."),
             (r"\.key\.", ".to_k."),
             (r"\.value\.", ".to_v."),
             (r"\.proj_attn\.", ".to_out.0."),
         ];
-        load_safetensors_remapped(
-            Self::new(&config, device),
-            &dir.join("diffusion_pytorch_model.safetensors"),
-            &old_names,
-        )
-        .map(Module::no_grad)
+        load_safetensors_remapped(Self::new(config, device), weights, &old_names).map(Module::no_grad)
     }
 
     /// `x: [N, 3, H, W]` in `[-1, 1]` -> the latent distribution (`[N, z, H/f, W/f]`), in f32

@@ -18,7 +18,7 @@ use crate::clip::{activation, check_encoder, check_patches};
 use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
 use crate::nn::attention::multi_head_attention;
-use crate::weights::{load_safetensors_part, read_config};
+use crate::weights::{load_safetensors_part, read_config, weights_file};
 
 /// `config.json` of a `ViTModel` (unknown keys ignored).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -212,7 +212,7 @@ impl ViTModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = ViTConfig::load(&dir.join("config.json"))?;
         let unused = ["pooler.", "embeddings.mask_token"];
-        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &[], &unused)
+        load_safetensors_part(Self::new(&config, device), &weights_file(dir, "model"), &[], &unused)
             .map(Module::no_grad)
     }
 

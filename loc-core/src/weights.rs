@@ -5,7 +5,7 @@
 //! and `bias` become `gamma` and `beta`, and our LoRA layers keep the PyTorch orientation.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::store::{
@@ -59,16 +59,47 @@ fn file_key(burn_path: &str) -> String {
     key
 }
 
+/// Where a module's tensors come from: a safetensors file, or safetensors bytes built in
+/// memory (a part of a single-file checkpoint, renamed) with the file they came from, which
+/// errors name.
+pub struct Weights {
+    pub path: PathBuf,
+    bytes: Option<Vec<u8>>,
+}
+
+impl Weights {
+    /// Safetensors `bytes` read out of the file at `origin`.
+    pub fn in_memory(bytes: Vec<u8>, origin: &Path) -> Self {
+        Self { path: origin.to_path_buf(), bytes: Some(bytes) }
+    }
+}
+
+impl From<&Path> for Weights {
+    fn from(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), bytes: None }
+    }
+}
+
+impl From<&PathBuf> for Weights {
+    fn from(path: &PathBuf) -> Self {
+        path.as_path().into()
+    }
+}
+
 /// Loads every tensor of `module` from the safetensors file at `path`; all missing,
 /// unexpected and mis-shaped tensors are reported together, by name.
-pub fn load_safetensors<M: Module>(module: M, path: &Path) -> Result<M, ModelError> {
-    load_safetensors_remapped(module, path, &[])
+pub fn load_safetensors<M: Module>(module: M, weights: impl Into<Weights>) -> Result<M, ModelError> {
+    load_safetensors_remapped(module, weights, &[])
 }
 
 /// [`load_safetensors`] with file keys renamed first: `(regex, replacement)` pairs, for
 /// checkpoints that use older names.
-pub fn load_safetensors_remapped<M: Module>(module: M, path: &Path, renames: &[(&str, &str)]) -> Result<M, ModelError> {
-    load_safetensors_part(module, path, renames, &[])
+pub fn load_safetensors_remapped<M: Module>(
+    module: M,
+    weights: impl Into<Weights>,
+    renames: &[(&str, &str)],
+) -> Result<M, ModelError> {
+    load_safetensors_part(module, weights, renames, &[])
 }
 
 /// [`load_safetensors_remapped`] for a module that is part of the file: keys starting with
@@ -76,14 +107,20 @@ pub fn load_safetensors_remapped<M: Module>(module: M, path: &Path, renames: &[(
 /// left alone.
 pub fn load_safetensors_part<M: Module>(
     mut module: M,
-    path: &Path,
+    weights: impl Into<Weights>,
     renames: &[(&str, &str)],
     others: &[&str],
 ) -> Result<M, ModelError> {
-    if !path.exists() {
-        return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
-    }
-    let mut store = SafetensorsStore::from_file(path)
+    let Weights { path, bytes } = weights.into();
+    let path = path.as_path();
+    let store = match bytes {
+        Some(bytes) => SafetensorsStore::from_bytes(Some(bytes)),
+        None if !path.exists() => {
+            return Err(ModelError::Io { path: path.to_path_buf(), source: std::io::ErrorKind::NotFound.into() });
+        }
+        None => SafetensorsStore::from_file(path),
+    };
+    let mut store = store
         .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32)))
         .skip_enum_variants(true)
         .allow_partial(true);
@@ -163,6 +200,15 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, RawTensor>, Mode
             Ok((name.to_string(), RawTensor { shape: view.shape().to_vec(), values }))
         })
         .collect()
+}
+
+/// The weights file `stem` of a diffusers or transformers folder: `{stem}.safetensors`, or
+/// the fp16 variant `{stem}.fp16.safetensors` (what `variant="fp16"` downloads) when only that
+/// one is there. Half-precision weights load as f32.
+pub fn weights_file(dir: &Path, stem: &str) -> PathBuf {
+    let plain = dir.join(format!("{stem}.safetensors"));
+    let variant = dir.join(format!("{stem}.fp16.safetensors"));
+    if !plain.exists() && variant.exists() { variant } else { plain }
 }
 
 /// A safetensors view's F32, F16 or BF16 values as f32 (`None` for other dtypes).

@@ -22,7 +22,7 @@ use loc_core::clip::ClipVisionModelWithProjection;
 use loc_core::device::Precision;
 use loc_core::hypernet::{PairFeatures, image_features};
 use loc_core::pipeline::InstructPix2Pix;
-use loc_core::weights::{read_safetensors, write_safetensors};
+use loc_core::weights::{read_safetensors, weights_file, write_safetensors};
 use loc_data::config::{DataConfig, OpenedSet};
 use loc_data::loader::Source;
 use loc_data::pipeline::{Preprocess, images_to_tensor};
@@ -123,8 +123,8 @@ impl EncodingCache {
             crop: "centre".into(),
             precision: models.precision,
             patches: models.patches,
-            editor_vae: stamps(&[models.editor_dir.join("vae/diffusion_pytorch_model.safetensors")])?,
-            image_encoder: stamps(&[models.encoder_dir.join("model.safetensors")])?,
+            editor_vae: stamps(&[weights_file(&models.editor_dir.join("vae"), "diffusion_pytorch_model")])?,
+            image_encoder: stamps(&[weights_file(models.encoder_dir, "model")])?,
             sets: sets
                 .iter()
                 .zip(&data.sets)

@@ -15,7 +15,7 @@ use super::encoder::{ClipEncoder, EncoderShape, check_encoder, read_tower_config
 
 use crate::device::to_f32;
 use crate::error::ModelError;
-use crate::weights::load_safetensors_part;
+use crate::weights::{Weights, load_safetensors_part, weights_file};
 
 /// `text_encoder/config.json`, or the `text_config` of a full CLIP config (unknown keys ignored).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -162,9 +162,18 @@ impl ClipTextModel {
     /// folder gives its text tower.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = ClipTextConfig::load(&dir.join("config.json"))?;
+        Self::load_weights(&config, &weights_file(dir, "model"), device)
+    }
+
+    /// The model of `config` with transformers-named `weights` (with or without the
+    /// `text_model.` prefix), frozen.
+    pub fn load_weights(
+        config: &ClipTextConfig,
+        weights: impl Into<Weights>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let others = [VISION_KEYS.as_slice(), &["text_projection."]].concat();
-        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &UNPREFIXED, &others)
-            .map(Module::no_grad)
+        load_safetensors_part(Self::new(config, device), weights, &UNPREFIXED, &others).map(Module::no_grad)
     }
 
     /// `input_ids: [N, L]` (L at most `max_position_embeddings`).
@@ -196,7 +205,7 @@ impl ClipTextModelWithProjection {
     /// A transformers folder of this model or of a full CLIP model, frozen.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = ClipTextConfig::load(&dir.join("config.json"))?;
-        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &UNPREFIXED, &VISION_KEYS)
+        load_safetensors_part(Self::new(&config, device), &weights_file(dir, "model"), &UNPREFIXED, &VISION_KEYS)
             .map(Module::no_grad)
     }
 

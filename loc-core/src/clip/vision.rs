@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::encoder::{ClipEncoder, EncoderShape, check_encoder, check_patches, read_tower_config};
 use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
-use crate::weights::load_safetensors_part;
+use crate::weights::{load_safetensors_part, weights_file};
 
 /// The vision tower's `config.json` (or the `vision_config` of a full CLIP config).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -139,8 +139,7 @@ impl ClipVisionModelWithProjection {
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = ClipVisionConfig::load(&dir.join("config.json"))?;
         let text = ["text_model.", "text_projection.", "logit_scale"];
-        load_safetensors_part(Self::new(&config, device), &dir.join("model.safetensors"), &[], &text)
-            .map(Module::no_grad)
+        load_safetensors_part(Self::new(&config, device), &weights_file(dir, "model"), &[], &text).map(Module::no_grad)
     }
 
     /// `pixel_values: [N, 3, S, S]`, normalised as CLIP expects, `S = image_size`.

@@ -19,7 +19,7 @@ use crate::lora::{LoraSet, LoraTarget};
 use crate::nn::embeddings::{TimestepEmbedding, timestep_embedding};
 use crate::nn::transformer_2d::Transformer2DConfig;
 use crate::nn::{conv2d, group_norm};
-use crate::weights::load_safetensors;
+use crate::weights::{Weights, load_safetensors, weights_file};
 
 #[derive(Module, Debug)]
 pub struct UNet2DConditionModel {
@@ -100,8 +100,16 @@ impl UNet2DConditionModel {
     /// (f32, f16 or bf16). The base weights are frozen.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config = UNet2DConditionConfig::load(&dir.join("config.json"))?;
-        let model = Self::new(&config, device);
-        load_safetensors(model, &dir.join("diffusion_pytorch_model.safetensors")).map(Module::no_grad)
+        Self::load_weights(&config, &weights_file(dir, "diffusion_pytorch_model"), device)
+    }
+
+    /// The model of `config` with diffusers-named `weights`, frozen.
+    pub fn load_weights(
+        config: &UNet2DConditionConfig,
+        weights: impl Into<Weights>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        load_safetensors(Self::new(config, device), weights).map(Module::no_grad)
     }
 
     /// Every layer that can take a LoRA, with its diffusers path and shape, in module order.

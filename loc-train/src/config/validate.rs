@@ -2,6 +2,7 @@
 
 use loc_core::checkpoint::MANIFEST_FILE;
 use loc_core::device::parse_device;
+use loc_core::weights::weights_file;
 use loc_data::config::SourceConfig;
 
 use super::{Config, EvalConfig, ModelConfig, ObjectiveConfig, OptimConfig, ProbeConfig, Stage, TrainConfig};
@@ -179,7 +180,7 @@ impl EvalConfig {
         positive("eval.steps", self.sampling.steps as u64)?;
         for (field, dir) in [("eval.clip", &self.clip), ("eval.dino", &self.dino)] {
             if let Some(missing) =
-                dir.iter().flat_map(|d| [d.join("config.json"), d.join("model.safetensors")]).find(|f| !f.exists())
+                dir.iter().flat_map(|d| [d.join("config.json"), weights_file(d, "model")]).find(|f| !f.exists())
             {
                 return invalid(field, format!("{} does not exist", missing.display()));
             }
