@@ -64,6 +64,14 @@ struct CacheIdentity {
     sets: Vec<(String, String)>,
 }
 
+/// Where the editor's VAE weights are: its `vae/` file, or a single-file checkpoint at the
+/// folder's top.
+fn editor_vae_files(editor_dir: &Path) -> Vec<PathBuf> {
+    let top = std::fs::read_dir(editor_dir).into_iter().flatten().filter_map(|e| e.ok().map(|e| e.path()));
+    let single = top.filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "safetensors"));
+    std::iter::once(weights_file(&editor_dir.join("vae"), "diffusion_pytorch_model")).chain(single).collect()
+}
+
 fn stamps(files: &[PathBuf]) -> anyhow::Result<Vec<FileStamp>> {
     files
         .iter()
@@ -123,7 +131,7 @@ impl EncodingCache {
             crop: "centre".into(),
             precision: models.precision,
             patches: models.patches,
-            editor_vae: stamps(&[weights_file(&models.editor_dir.join("vae"), "diffusion_pytorch_model")])?,
+            editor_vae: stamps(&editor_vae_files(models.editor_dir))?,
             image_encoder: stamps(&[weights_file(models.encoder_dir, "model")])?,
             sets: sets
                 .iter()
