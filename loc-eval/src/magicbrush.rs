@@ -144,6 +144,8 @@ pub struct SettingScores {
     pub ssim: Option<f64>,
     pub clip_i: Option<f64>,
     pub dino: Option<f64>,
+    /// LPIPS of the generated image (resized to the ground truth's size) to the ground truth.
+    pub lpips: Option<f64>,
     pub clip_t: Option<f64>,
     /// CLIP-T of the ground truth itself: the ceiling of CLIP-T.
     pub clip_t_oracle: Option<f64>,
@@ -201,6 +203,20 @@ pub fn evaluate(pairs: &Pairs, models: &MetricModels, captions: Option<&Captions
     if models.dino.is_none() {
         skipped.insert("dino".into(), "no DINO model given (--dino)".into());
     }
+    let lpips: Option<HashMap<(&PathBuf, &PathBuf), Option<f64>>> = match &models.lpips {
+        Some(lpips) => {
+            let mut scores = HashMap::new();
+            for &(g, t) in &distinct {
+                let (generated, truth) = (read_image(g)?, read_image(t)?);
+                scores.insert((g, t), lpips.compare(&[&generated], &[&truth])[0]);
+            }
+            Some(scores)
+        }
+        None => {
+            skipped.insert("lpips".into(), "no LPIPS weights given (--lpips)".into());
+            None
+        }
+    };
     // CLIP-T: the local description of each ground-truth output, embedded once.
     let texts: Option<HashMap<&PathBuf, Vec<f32>>> = match (&models.clip, captions) {
         (Some(clip), Some(captions)) => {
@@ -244,10 +260,24 @@ pub fn evaluate(pairs: &Pairs, models: &MetricModels, captions: Option<&Captions
             ssim: ssims.map(|v| mean(v.into_iter())),
             clip_i: similarity(&clip_images),
             dino: similarity(&dino_images),
+            lpips: lpips.as_ref().and_then(|l| {
+                let scores: Option<Vec<f64>> = pairs.iter().map(|p| l[&(&p.generated, &p.truth)]).collect();
+                scores.map(|v| mean(v.into_iter()))
+            }),
             clip_t: text_similarity(|p| &p.generated),
             clip_t_oracle: text_similarity(|p| &p.truth),
         }
     };
+    if let (Some(scores), Some(model)) = (&lpips, &models.lpips)
+        && scores.values().any(Option::is_none)
+    {
+        let why = format!(
+            "an image is smaller than the {:?} backbone's {} pixels",
+            model.model.net(),
+            model.model.min_side()
+        );
+        skipped.insert("lpips".into(), why);
+    }
     if pixels.values().any(|s| s.ssim.is_none()) {
         skipped.insert("ssim".into(), "an image is smaller than SSIM's 11x11 window".into());
     }
@@ -280,7 +310,7 @@ pub fn examples(pairs: &Pairs, count: usize) -> anyhow::Result<Vec<Vec<RgbImage>
 
 impl MagicBrushReport {
     pub fn markdown(&self) -> String {
-        let columns = ["pairs", "L1", "L2", "PSNR", "SSIM", "CLIP-I", "DINO", "CLIP-T", "CLIP-T oracle"];
+        let columns = ["pairs", "L1", "L2", "PSNR", "SSIM", "CLIP-I", "DINO", "LPIPS", "CLIP-T", "CLIP-T oracle"];
         let mut rows = Vec::new();
         for (name, s) in [("single-turn (all_turn)", &self.all_turn), ("multi-turn (final_turn)", &self.final_turn)] {
             let optional = |v: Option<f64>| v.map_or("skipped".to_string(), |v| format!("{v:.4}"));
@@ -293,6 +323,7 @@ impl MagicBrushReport {
                 optional(s.ssim),
                 optional(s.clip_i),
                 optional(s.dino),
+                optional(s.lpips),
                 optional(s.clip_t),
                 optional(s.clip_t_oracle),
             ]);

@@ -43,6 +43,8 @@ pub struct MethodScore {
     pub leakage: f64,
     pub clip_i: Option<f64>,
     pub dino: Option<f64>,
+    /// LPIPS to `B'` (lower is closer).
+    pub lpips: Option<f64>,
     /// `cos(E(A') - E(A), E(X) - E(B))`; `None` for the do-nothing baseline (no direction).
     pub visual_clip: Option<f64>,
 }
@@ -78,7 +80,7 @@ impl QuadReport {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "{} quads, DDIM {} steps. L1/L2/PSNR/SSIM to B' on [0, 1]; leakage = L2(G(null, B), A') - \
-             L2(X, A') (closer to A' than G alone); CLIP-I and DINO to B'; Visual CLIP = \
+             L2(X, A') (closer to A' than G alone); CLIP-I, DINO and LPIPS to B'; Visual CLIP = \
              cos(E(A') - E(A), E(X) - E(B)).\n\n",
             self.quads, self.steps
         );
@@ -97,11 +99,13 @@ impl QuadReport {
                     format!("{:+.4}", m.leakage),
                     optional(m.clip_i),
                     optional(m.dino),
+                    optional(m.lpips),
                     optional(m.visual_clip),
                 ]
             })
             .collect();
-        let headers = ["method", "L1", "L2", "PSNR", "SSIM", "L2 to A'", "leakage", "CLIP-I", "DINO", "Visual CLIP"];
+        let headers =
+            ["method", "L1", "L2", "PSNR", "SSIM", "L2 to A'", "leakage", "CLIP-I", "DINO", "LPIPS", "Visual CLIP"];
         out += &report::table(&headers, &rows);
         for (metric, why) in &self.skipped {
             out += &format!("\n- {metric} skipped: {why}");
@@ -169,6 +173,7 @@ struct Scores {
     to_after: Vec<f64>,
     clip_i: Vec<f64>,
     dino: Vec<f64>,
+    lpips: Vec<Option<f64>>,
     visual_clip: Vec<Option<f64>>,
 }
 
@@ -206,7 +211,7 @@ impl QuadEval<'_> {
     /// Scores every method on `quads`, and a contact sheet of the first ones
     /// (A | A' | B | B' | the sampled outputs).
     pub fn evaluate(&self, quads: &[PreparedQuad]) -> (QuadReport, RgbImage) {
-        let (clip, dino) = (self.models.clip.as_ref(), self.models.dino.as_ref());
+        let (clip, dino, lpips) = (self.models.clip.as_ref(), self.models.dino.as_ref(), self.models.lpips.as_ref());
         let mut per_method: Vec<Scores> = Vec::new();
         let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
         for (c, chunk) in quads.chunks(CHUNK).enumerate() {
@@ -250,6 +255,9 @@ impl QuadEval<'_> {
                 if let (Some(dino), Some(targets)) = (dino, &dino_targets) {
                     d.dino.extend(dino.embed(&refs).iter().zip(targets).map(|(e, t)| cosine(e, t)));
                 }
+                if let Some(lpips) = lpips {
+                    d.lpips.extend(lpips.compare(&refs, &images(|q| &q.target)));
+                }
             }
             let wanted = self.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
             for (i, quad) in chunk.iter().take(wanted).enumerate() {
@@ -272,6 +280,13 @@ impl QuadEval<'_> {
                 leakage: null_to_after - mean(&d.to_after),
                 clip_i: clip.map(|_| mean(&d.clip_i)),
                 dino: dino.map(|_| mean(&d.dino)),
+                lpips: d
+                    .lpips
+                    .iter()
+                    .copied()
+                    .collect::<Option<Vec<f64>>>()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| mean(&v)),
                 visual_clip: d
                     .visual_clip
                     .iter()
@@ -288,6 +303,20 @@ impl QuadEval<'_> {
         }
         if dino.is_none() {
             skipped.insert("dino".into(), "no DINO model given (`--dino`, or `dino` in `[eval]`)".into());
+        }
+        match lpips {
+            None => {
+                skipped.insert("lpips".into(), "no LPIPS weights given (`--lpips`, or `lpips` in `[eval]`)".into());
+            }
+            Some(lpips) if per_method.iter().any(|d| d.lpips.contains(&None)) => {
+                let why = format!(
+                    "images smaller than the {:?} backbone's {} pixels",
+                    lpips.model.net(),
+                    lpips.model.min_side()
+                );
+                skipped.insert("lpips".into(), why);
+            }
+            Some(_) => {}
         }
         skipped.insert("clip_t".into(), "quads carry instructions, not captions of B'".into());
         if per_method.iter().any(|d| d.ssim.contains(&None)) {

@@ -2,6 +2,8 @@
 //! official formulas (`scripts/make_eval_fixtures.py`: PIL, torchvision, nn.L1Loss / MSELoss,
 //! scipy cosine, with tiny CLIP and DINO models; PSNR and SSIM from scikit-image).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -38,11 +40,12 @@ fn the_protocol_reproduces_the_official_formulas() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report.json");
     let (captions, clip, dino) = (mb.join("local_descriptions.json"), model("clip_full"), model("vit_dino"));
+    let lpips = common::lpips_folder("vgg", dir.path());
     let run = magicbrush(
         &mb.join("generated"),
         &mb.join("gt"),
-        &[&captions, &clip, &dino],
-        &["--captions", "--clip", "--dino"],
+        &[&captions, &clip, &dino, &lpips],
+        &["--captions", "--clip", "--dino", "--lpips"],
         &out,
     );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -53,7 +56,10 @@ fn the_protocol_reproduces_the_official_formulas() {
             assert!((g - e).abs() <= 1e-4 * e.abs().max(1e-2), "{setting} {metric}: {g} vs {e}");
         }
     }
-    assert!(got["skipped"].as_object().unwrap().is_empty());
+    assert!(got["skipped"].as_object().unwrap().is_empty(), "{}", got["skipped"]);
+    for setting in SETTINGS {
+        assert!(got[setting]["lpips"].as_f64().unwrap() > 0.0, "{setting}: LPIPS");
+    }
     let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(md.contains("| single-turn (all_turn) | 6 |") && md.contains("| multi-turn (final_turn) | 3 |"), "{md}");
     let sheet = image::open(dir.path().join("report.png")).unwrap();
@@ -74,6 +80,7 @@ fn metrics_without_models_are_skipped_not_zero() {
     let skipped = got["skipped"].as_object().unwrap();
     assert!(skipped["dino"].as_str().unwrap().contains("--dino"));
     assert!(skipped["clip_t"].as_str().unwrap().contains("--captions"));
+    assert!(skipped["lpips"].as_str().unwrap().contains("--lpips") && got["all_turn"]["lpips"].is_null());
     assert!(std::fs::read_to_string(dir.path().join("r.md")).unwrap().contains("dino skipped"));
 }
 

@@ -11,6 +11,7 @@ use common::{run, setup};
 use loc_data::config::SourceConfig;
 use loc_eval::metrics::cosine;
 use loc_eval::metrics::embedding::{Clip, ImageEmbedder};
+use loc_eval::metrics::lpips::LpipsMetric;
 use loc_eval::quads::prepare_quads;
 
 #[test]
@@ -19,10 +20,12 @@ fn quads_scores_every_method_with_every_metric() {
     let (checkpoint, _) = setup(dir.path());
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../loc-core/tests/fixtures");
     let (clip, dino) = (models.join("clip_full"), models.join("vit_dino"));
+    // VGG16 takes the 16-pixel images (AlexNet needs 31).
+    let lpips = common::lpips_folder("vgg", dir.path());
     let out = dir.path().join("eval");
     run(
         &["quads", "--data", "synthetic", "--count", "3", "--steps", "2", "--sheet", "2"],
-        &[("--checkpoint", &checkpoint), ("--clip", &clip), ("--dino", &dino), ("--out", &out)],
+        &[("--checkpoint", &checkpoint), ("--clip", &clip), ("--dino", &dino), ("--lpips", &lpips), ("--out", &out)],
     );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["quads"], 3);
@@ -38,6 +41,7 @@ fn quads_scores_every_method_with_every_metric() {
             let v = m[key].as_f64().unwrap();
             assert!((-1.0..=1.0 + 1e-9).contains(&v), "{key} {v}");
         }
+        assert!(m["lpips"].as_f64().unwrap() >= 0.0);
         assert!(m["l1"].as_f64().unwrap() >= 0.0 && m["psnr"].as_f64().unwrap() > 0.0);
     }
     assert!(method("LoC")["ssim"].as_f64().unwrap() <= 1.0 && report["skipped"]["ssim"].is_null());
@@ -59,4 +63,11 @@ fn quads_scores_every_method_with_every_metric() {
         (0..3).map(|i| cosine(&diff(&a_edited[i], &a[i]), &diff(&a_edited[i], &b[i]))).sum::<f64>() / 3.0;
     let got = method("copy")["visual_clip"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-9, "{got} vs {expected}");
+
+    // LPIPS of the do-nothing baseline: B against B', from the model directly.
+    let lpips = LpipsMetric::load(&lpips, &Device::flex()).unwrap();
+    let (b, b_edited): (Vec<_>, Vec<_>) = quads.iter().map(|q| (&q.query, &q.target)).unzip();
+    let expected = lpips.compare(&b, &b_edited).into_iter().map(Option::unwrap).sum::<f64>() / 3.0;
+    let got = method("do-nothing")["lpips"].as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-9 && got > 0.0, "{got} vs {expected}");
 }

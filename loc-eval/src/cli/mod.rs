@@ -14,7 +14,7 @@ use burn::prelude::*;
 use loc_core::checkpoint::LocModel;
 use loc_core::device::Precision;
 use loc_core::pipeline::{EditOptions, Sampling};
-use loc_eval::metrics::embedding::MetricModels;
+use loc_eval::metrics::embedding::{MetricModels, MetricPaths};
 
 /// Where every command runs, from the global flags.
 pub struct Env {
@@ -39,11 +39,15 @@ pub struct MetricArgs {
     /// A DINO ViT folder (transformers `ViTModel`, e.g. facebook/dino-vits16).
     #[arg(long)]
     dino: Option<PathBuf>,
+    /// An LPIPS folder (`scripts/convert_lpips_weights.py`: AlexNet or VGG16 and the heads).
+    #[arg(long)]
+    lpips: Option<PathBuf>,
 }
 
 impl MetricArgs {
     fn load(&self, device: &Device) -> anyhow::Result<MetricModels> {
-        MetricModels::load(self.clip.as_deref(), self.dino.as_deref(), device)
+        let paths = MetricPaths { clip: self.clip.clone(), dino: self.dino.clone(), lpips: self.lpips.clone() };
+        MetricModels::load(&paths, device)
     }
 }
 

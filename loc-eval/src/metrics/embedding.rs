@@ -2,7 +2,9 @@
 //! (ViT-S/16), preprocessed exactly as the Python scripts do (torchvision `Resize(int)` with
 //! Pillow's bicubic filter, `CenterCrop`, `ToTensor`, `Normalize`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::lpips::LpipsMetric;
 
 use anyhow::Context;
 use burn::prelude::*;
@@ -129,13 +131,23 @@ impl ImageEmbedder for Clip {
 pub struct MetricModels {
     pub clip: Option<Clip>,
     pub dino: Option<Dino>,
+    pub lpips: Option<LpipsMetric>,
+}
+
+/// The metric models' folders; a metric without its folder is skipped.
+#[derive(Clone, Debug, Default)]
+pub struct MetricPaths {
+    pub clip: Option<PathBuf>,
+    pub dino: Option<PathBuf>,
+    pub lpips: Option<PathBuf>,
 }
 
 impl MetricModels {
-    pub fn load(clip: Option<&Path>, dino: Option<&Path>, device: &Device) -> anyhow::Result<Self> {
+    pub fn load(paths: &MetricPaths, device: &Device) -> anyhow::Result<Self> {
         Ok(Self {
-            clip: clip.map(|dir| Clip::load(dir, device)).transpose()?,
-            dino: dino.map(|dir| Dino::load(dir, device)).transpose()?,
+            clip: paths.clip.as_deref().map(|dir| Clip::load(dir, device)).transpose()?,
+            dino: paths.dino.as_deref().map(|dir| Dino::load(dir, device)).transpose()?,
+            lpips: paths.lpips.as_deref().map(|dir| LpipsMetric::load(dir, device)).transpose()?,
         })
     }
 }

@@ -1,7 +1,8 @@
-//! Metrics: pixel distances ([`pixel`]) and embedding similarities with CLIP and DINO
-//! ([`embedding`]).
+//! Metrics: pixel distances ([`pixel`]), embedding similarities with CLIP and DINO
+//! ([`embedding`]), and LPIPS ([`lpips`]).
 
 pub mod embedding;
+pub mod lpips;
 pub mod pixel;
 
 /// Cosine similarity, computed in f64.

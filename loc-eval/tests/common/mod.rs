@@ -1,4 +1,5 @@
 //! A tiny LoC checkpoint and test images, shared by the command tests.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +10,7 @@ use image::{DynamicImage, ImageBuffer, Luma, RgbImage, Rgba};
 use loc_core::checkpoint::{CheckpointManifest, save_checkpoint};
 use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, select_targets};
 use loc_core::unet::UNet2DConditionModel;
+use loc_core::weights::{read_safetensors, write_safetensors};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../loc-core/tests/fixtures").join(name).canonicalize().unwrap()
@@ -57,4 +59,47 @@ pub fn run(args: &[&str], paths: &[(&str, &Path)]) -> std::process::Output {
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     output
+}
+
+/// The fixture script's `hashed`: `((h / 2^32 - 0.5) * 2) * bound` for
+/// `h = (i * 2654435761 + seed * 40503) mod 2^32`, in f64, then f32.
+fn hashed(count: usize, seed: u64, bound: f64) -> Vec<f32> {
+    (0..count as u64)
+        .map(|i| {
+            let h = (i * 2_654_435_761 + seed * 40_503) % (1 << 32);
+            ((h as f64 / (1u64 << 32) as f64 - 0.5) * 2.0 * bound) as f32
+        })
+        .collect()
+}
+
+/// An LPIPS weights folder for `net` (`alex`, `vgg`) under `dir`, as
+/// `scripts/make_lpips_fixtures.py` builds it: hashed convolutions, the package's real heads.
+pub fn lpips_folder(net: &str, dir: &Path) -> PathBuf {
+    let convs: Vec<[usize; 3]> = match net {
+        "alex" => vec![[3, 64, 11], [64, 192, 5], [192, 384, 3], [384, 256, 3], [256, 256, 3]],
+        _ => [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+            .iter()
+            .scan(3, |c_in, &c_out| Some([std::mem::replace(c_in, c_out), c_out, 3]))
+            .collect(),
+    };
+    let folder = dir.join(net);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), format!("{{\"net\": \"{net}\"}}")).unwrap();
+    let mut tensors = Vec::new();
+    for (k, &[c_in, c_out, kernel]) in convs.iter().enumerate() {
+        let fan_in = c_in * kernel * kernel;
+        let bound = (6.0 / fan_in as f64).sqrt();
+        let shape = vec![c_out, c_in, kernel, kernel];
+        tensors.push((format!("convs.{k}.weight"), shape, hashed(c_out * fan_in, 2 * k as u64 + 1, bound)));
+        tensors.push((format!("convs.{k}.bias"), vec![c_out], hashed(c_out, 2 * k as u64 + 2, 0.05)));
+    }
+    for (key, tensor) in read_safetensors(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/lpips/lins_{net}.safetensors")),
+    )
+    .unwrap()
+    {
+        tensors.push((key, tensor.shape.clone(), tensor.floats()));
+    }
+    write_safetensors(&folder.join("model.safetensors"), &tensors).unwrap();
+    folder
 }

@@ -7,6 +7,7 @@ use loc_core::device::Precision;
 use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape};
 use loc_core::pipeline::Sampling;
 use loc_data::config::{DataConfig, SourceConfig};
+use loc_eval::metrics::embedding::MetricPaths;
 use serde::{Deserialize, Serialize};
 
 use overrides::apply_override;
@@ -260,6 +261,15 @@ pub struct EvalConfig {
     pub clip: Option<PathBuf>,
     /// A DINO ViT folder (transformers `ViTModel`) for the DINO metric.
     pub dino: Option<PathBuf>,
+    /// An LPIPS folder (`scripts/convert_lpips_weights.py`) for LPIPS.
+    pub lpips: Option<PathBuf>,
+}
+
+impl EvalConfig {
+    /// The metric models' folders this section names.
+    pub fn metric_paths(&self) -> MetricPaths {
+        MetricPaths { clip: self.clip.clone(), dino: self.dino.clone(), lpips: self.lpips.clone() }
+    }
 }
 
 fn yes() -> bool {
@@ -330,7 +340,7 @@ impl Config {
         }
         if let Some(eval) = &self.eval {
             needed.extend(eval.quads.inputs().into_iter().map(|p| ("eval.quads".to_string(), p)));
-            for (field, dir) in [("eval.clip", &eval.clip), ("eval.dino", &eval.dino)] {
+            for (field, dir) in [("eval.clip", &eval.clip), ("eval.dino", &eval.dino), ("eval.lpips", &eval.lpips)] {
                 needed.extend(dir.as_deref().map(|d| (field.to_string(), d)));
             }
         }

@@ -186,7 +186,7 @@ fn finish<T: Trainee>(
             if unreadable > 0 {
                 eprintln!("evaluation: {unreadable} unreadable quads left out");
             }
-            let models = MetricModels::load(eval.clip.as_deref(), eval.dino.as_deref(), &device.clone().inner())?;
+            let models = MetricModels::load(&eval.metric_paths(), &device.clone().inner())?;
             Some((quads, Evaluation { config: eval, models }))
         }
         None => None,
