@@ -13,6 +13,7 @@
 //! - [`single_file`]: original single-file checkpoints (LDM key names) into the diffusers models.
 //! - [`vae`]: Stable Diffusion's `AutoencoderKL` (encode to a latent distribution, decode).
 //! - [`vit`]: transformers' `ViTModel` (DINO ViT-S/16 for the DINO metric).
+//! - [`inception`]: pytorch-fid's Inception-v3 (the FID metric's features).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
 //! - [`error`]: [`ModelError`], naming the file, field or tensor at fault.
 
@@ -21,6 +22,7 @@ pub mod clip;
 pub mod device;
 pub mod error;
 pub mod hypernet;
+pub mod inception;
 pub mod lora;
 pub mod nn;
 pub mod pipeline;

@@ -1,7 +1,7 @@
 //! LoC-rs evaluation, from metrics to reports.
 //!
 //! - [`metrics`]: pixel distances (L1, L2, PSNR, SSIM), embedding similarities (CLIP-I,
-//!   CLIP-T, Visual CLIP with CLIP; DINO) and LPIPS.
+//!   CLIP-T, Visual CLIP with CLIP; DINO), LPIPS and FID.
 //! - [`magicbrush`]: the MagicBrush test protocol over folders in the official layout.
 //! - [`generate`]: editing the MagicBrush test split into that layout (text or pair mode).
 //! - [`quads`]: a pair's change transferred to a new query `(A, A', B, B')`, against the

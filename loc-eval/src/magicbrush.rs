@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
+use crate::metrics::fid::{FidStatistics, frechet_distance};
 use crate::metrics::pixel::{PixelScores, pixel_scores};
 use crate::report;
 
@@ -146,6 +147,8 @@ pub struct SettingScores {
     pub dino: Option<f64>,
     /// LPIPS of the generated image (resized to the ground truth's size) to the ground truth.
     pub lpips: Option<f64>,
+    /// FID of the generated images against the ground-truth images of the setting.
+    pub fid: Option<f64>,
     pub clip_t: Option<f64>,
     /// CLIP-T of the ground truth itself: the ceiling of CLIP-T.
     pub clip_t_oracle: Option<f64>,
@@ -203,6 +206,20 @@ pub fn evaluate(pairs: &Pairs, models: &MetricModels, captions: Option<&Captions
     if models.dino.is_none() {
         skipped.insert("dino".into(), "no DINO model given (--dino)".into());
     }
+    let inception: Option<HashMap<&PathBuf, Vec<f32>>> = match &models.fid {
+        Some(fid) => {
+            let mut features = HashMap::new();
+            for chunk in paths.chunks(64) {
+                let images: Vec<RgbImage> = chunk.par_iter().map(|p| read_image(p)).collect::<Result<_, _>>()?;
+                features.extend(chunk.iter().copied().zip(fid.features(&images.iter().collect::<Vec<_>>())));
+            }
+            Some(features)
+        }
+        None => {
+            skipped.insert("fid".into(), "no Inception weights given (--inception)".into());
+            None
+        }
+    };
     let lpips: Option<HashMap<(&PathBuf, &PathBuf), Option<f64>>> = match &models.lpips {
         Some(lpips) => {
             let mut scores = HashMap::new();
@@ -264,6 +281,12 @@ pub fn evaluate(pairs: &Pairs, models: &MetricModels, captions: Option<&Captions
                 let scores: Option<Vec<f64>> = pairs.iter().map(|p| l[&(&p.generated, &p.truth)]).collect();
                 scores.map(|v| mean(v.into_iter()))
             }),
+            fid: inception.as_ref().filter(|_| pairs.len() >= 2).map(|features| {
+                let set = |image: fn(&TurnPair) -> &PathBuf| {
+                    FidStatistics::of(&pairs.iter().map(|p| features[image(p)].clone()).collect::<Vec<_>>())
+                };
+                frechet_distance(&set(|p| &p.generated), &set(|p| &p.truth))
+            }),
             clip_t: text_similarity(|p| &p.generated),
             clip_t_oracle: text_similarity(|p| &p.truth),
         }
@@ -310,7 +333,8 @@ pub fn examples(pairs: &Pairs, count: usize) -> anyhow::Result<Vec<Vec<RgbImage>
 
 impl MagicBrushReport {
     pub fn markdown(&self) -> String {
-        let columns = ["pairs", "L1", "L2", "PSNR", "SSIM", "CLIP-I", "DINO", "LPIPS", "CLIP-T", "CLIP-T oracle"];
+        let columns =
+            ["pairs", "L1", "L2", "PSNR", "SSIM", "CLIP-I", "DINO", "LPIPS", "FID", "CLIP-T", "CLIP-T oracle"];
         let mut rows = Vec::new();
         for (name, s) in [("single-turn (all_turn)", &self.all_turn), ("multi-turn (final_turn)", &self.final_turn)] {
             let optional = |v: Option<f64>| v.map_or("skipped".to_string(), |v| format!("{v:.4}"));
@@ -324,6 +348,7 @@ impl MagicBrushReport {
                 optional(s.clip_i),
                 optional(s.dino),
                 optional(s.lpips),
+                s.fid.map_or("skipped".to_string(), |v| format!("{v:.2}")),
                 optional(s.clip_t),
                 optional(s.clip_t_oracle),
             ]);

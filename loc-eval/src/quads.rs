@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::metrics::cosine;
 use crate::metrics::embedding::{ImageEmbedder, MetricModels};
+use crate::metrics::fid::{FidStatistics, frechet_distance};
 use crate::metrics::pixel::{distances, pixel_scores};
 use crate::report;
 
@@ -45,6 +46,8 @@ pub struct MethodScore {
     pub dino: Option<f64>,
     /// LPIPS to `B'` (lower is closer).
     pub lpips: Option<f64>,
+    /// FID of the method's outputs against the set of `B'`.
+    pub fid: Option<f64>,
     /// `cos(E(A') - E(A), E(X) - E(B))`; `None` for the do-nothing baseline (no direction).
     pub visual_clip: Option<f64>,
 }
@@ -80,8 +83,8 @@ impl QuadReport {
     pub fn markdown(&self) -> String {
         let mut out = format!(
             "{} quads, DDIM {} steps. L1/L2/PSNR/SSIM to B' on [0, 1]; leakage = L2(G(null, B), A') - \
-             L2(X, A') (closer to A' than G alone); CLIP-I, DINO and LPIPS to B'; Visual CLIP = \
-             cos(E(A') - E(A), E(X) - E(B)).\n\n",
+             L2(X, A') (closer to A' than G alone); CLIP-I, DINO and LPIPS to B'; FID against the set \
+             of B'; Visual CLIP = cos(E(A') - E(A), E(X) - E(B)).\n\n",
             self.quads, self.steps
         );
         let optional = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
@@ -100,12 +103,25 @@ impl QuadReport {
                     optional(m.clip_i),
                     optional(m.dino),
                     optional(m.lpips),
+                    m.fid.map_or("-".to_string(), |v| format!("{v:.2}")),
                     optional(m.visual_clip),
                 ]
             })
             .collect();
-        let headers =
-            ["method", "L1", "L2", "PSNR", "SSIM", "L2 to A'", "leakage", "CLIP-I", "DINO", "LPIPS", "Visual CLIP"];
+        let headers = [
+            "method",
+            "L1",
+            "L2",
+            "PSNR",
+            "SSIM",
+            "L2 to A'",
+            "leakage",
+            "CLIP-I",
+            "DINO",
+            "LPIPS",
+            "FID",
+            "Visual CLIP",
+        ];
         out += &report::table(&headers, &rows);
         for (metric, why) in &self.skipped {
             out += &format!("\n- {metric} skipped: {why}");
@@ -174,6 +190,8 @@ struct Scores {
     clip_i: Vec<f64>,
     dino: Vec<f64>,
     lpips: Vec<Option<f64>>,
+    /// Inception features of the outputs, for FID.
+    inception: Vec<Vec<f32>>,
     visual_clip: Vec<Option<f64>>,
 }
 
@@ -212,6 +230,8 @@ impl QuadEval<'_> {
     /// (A | A' | B | B' | the sampled outputs).
     pub fn evaluate(&self, quads: &[PreparedQuad]) -> (QuadReport, RgbImage) {
         let (clip, dino, lpips) = (self.models.clip.as_ref(), self.models.dino.as_ref(), self.models.lpips.as_ref());
+        let fid = self.models.fid.as_ref();
+        let mut target_features: Vec<Vec<f32>> = Vec::new();
         let mut per_method: Vec<Scores> = Vec::new();
         let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
         for (c, chunk) in quads.chunks(CHUNK).enumerate() {
@@ -229,6 +249,9 @@ impl QuadEval<'_> {
                 (shown, embed(images(|q| &q.query)), embed(images(|q| &q.target)))
             });
             let dino_targets = dino.map(|dino| dino.embed(&images(|q| &q.target)));
+            if let Some(fid) = fid {
+                target_features.extend(fid.features(&images(|q| &q.target)));
+            }
             for (method, outputs) in &results {
                 let index = per_method.iter().position(|d| &d.method == method).unwrap_or_else(|| {
                     per_method.push(Scores { method: method.clone(), ..Scores::default() });
@@ -257,6 +280,9 @@ impl QuadEval<'_> {
                 }
                 if let Some(lpips) = lpips {
                     d.lpips.extend(lpips.compare(&refs, &images(|q| &q.target)));
+                }
+                if let Some(fid) = fid {
+                    d.inception.extend(fid.features(&refs));
                 }
             }
             let wanted = self.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
@@ -287,6 +313,8 @@ impl QuadEval<'_> {
                     .collect::<Option<Vec<f64>>>()
                     .filter(|v| !v.is_empty())
                     .map(|v| mean(&v)),
+                fid: (fid.is_some() && quads.len() >= 2)
+                    .then(|| frechet_distance(&FidStatistics::of(&d.inception), &FidStatistics::of(&target_features))),
                 visual_clip: d
                     .visual_clip
                     .iter()
@@ -317,6 +345,12 @@ impl QuadEval<'_> {
                 skipped.insert("lpips".into(), why);
             }
             Some(_) => {}
+        }
+        if fid.is_none() {
+            skipped
+                .insert("fid".into(), "no Inception weights given (`--inception`, or `inception` in `[eval]`)".into());
+        } else if quads.len() < 2 {
+            skipped.insert("fid".into(), "FID needs at least two quads".into());
         }
         skipped.insert("clip_t".into(), "quads carry instructions, not captions of B'".into());
         if per_method.iter().any(|d| d.ssim.contains(&None)) {

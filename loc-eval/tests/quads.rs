@@ -22,10 +22,18 @@ fn quads_scores_every_method_with_every_metric() {
     let (clip, dino) = (models.join("clip_full"), models.join("vit_dino"));
     // VGG16 takes the 16-pixel images (AlexNet needs 31).
     let lpips = common::lpips_folder("vgg", dir.path());
+    let inception = common::inception_folder(dir.path());
     let out = dir.path().join("eval");
     run(
         &["quads", "--data", "synthetic", "--count", "3", "--steps", "2", "--sheet", "2"],
-        &[("--checkpoint", &checkpoint), ("--clip", &clip), ("--dino", &dino), ("--lpips", &lpips), ("--out", &out)],
+        &[
+            ("--checkpoint", &checkpoint),
+            ("--clip", &clip),
+            ("--dino", &dino),
+            ("--lpips", &lpips),
+            ("--inception", &inception),
+            ("--out", &out),
+        ],
     );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["quads"], 3);
@@ -42,6 +50,7 @@ fn quads_scores_every_method_with_every_metric() {
             assert!((-1.0..=1.0 + 1e-9).contains(&v), "{key} {v}");
         }
         assert!(m["lpips"].as_f64().unwrap() >= 0.0);
+        assert!(m["fid"].as_f64().unwrap() >= -1e-6, "{}: FID {}", m["method"], m["fid"]);
         assert!(m["l1"].as_f64().unwrap() >= 0.0 && m["psnr"].as_f64().unwrap() > 0.0);
     }
     assert!(method("LoC")["ssim"].as_f64().unwrap() <= 1.0 && report["skipped"]["ssim"].is_null());

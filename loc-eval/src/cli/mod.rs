@@ -42,11 +42,19 @@ pub struct MetricArgs {
     /// An LPIPS folder (`scripts/convert_lpips_weights.py`: AlexNet or VGG16 and the heads).
     #[arg(long)]
     lpips: Option<PathBuf>,
+    /// pytorch-fid's Inception-v3 folder (`scripts/convert_fid_inception.py`), for FID.
+    #[arg(long)]
+    inception: Option<PathBuf>,
 }
 
 impl MetricArgs {
     fn load(&self, device: &Device) -> anyhow::Result<MetricModels> {
-        let paths = MetricPaths { clip: self.clip.clone(), dino: self.dino.clone(), lpips: self.lpips.clone() };
+        let paths = MetricPaths {
+            clip: self.clip.clone(),
+            dino: self.dino.clone(),
+            lpips: self.lpips.clone(),
+            inception: self.inception.clone(),
+        };
         MetricModels::load(&paths, device)
     }
 }

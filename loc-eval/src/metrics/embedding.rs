@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::fid::Fid;
 use super::lpips::LpipsMetric;
 
 use anyhow::Context;
@@ -132,6 +133,7 @@ pub struct MetricModels {
     pub clip: Option<Clip>,
     pub dino: Option<Dino>,
     pub lpips: Option<LpipsMetric>,
+    pub fid: Option<Fid>,
 }
 
 /// The metric models' folders; a metric without its folder is skipped.
@@ -140,6 +142,8 @@ pub struct MetricPaths {
     pub clip: Option<PathBuf>,
     pub dino: Option<PathBuf>,
     pub lpips: Option<PathBuf>,
+    /// pytorch-fid's Inception-v3 (`scripts/convert_fid_inception.py`), for FID.
+    pub inception: Option<PathBuf>,
 }
 
 impl MetricModels {
@@ -148,6 +152,7 @@ impl MetricModels {
             clip: paths.clip.as_deref().map(|dir| Clip::load(dir, device)).transpose()?,
             dino: paths.dino.as_deref().map(|dir| Dino::load(dir, device)).transpose()?,
             lpips: paths.lpips.as_deref().map(|dir| LpipsMetric::load(dir, device)).transpose()?,
+            fid: paths.inception.as_deref().map(|dir| Fid::load(dir, device)).transpose()?,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Metrics: pixel distances ([`pixel`]), embedding similarities with CLIP and DINO
-//! ([`embedding`]), and LPIPS ([`lpips`]).
+//! ([`embedding`]), LPIPS ([`lpips`]) and FID ([`fid`]).
 
 pub mod embedding;
+pub mod fid;
 pub mod lpips;
 pub mod pixel;
 

@@ -63,7 +63,7 @@ pub fn run(args: &[&str], paths: &[(&str, &Path)]) -> std::process::Output {
 
 /// The fixture script's `hashed`: `((h / 2^32 - 0.5) * 2) * bound` for
 /// `h = (i * 2654435761 + seed * 40503) mod 2^32`, in f64, then f32.
-fn hashed(count: usize, seed: u64, bound: f64) -> Vec<f32> {
+pub fn hashed(count: usize, seed: u64, bound: f64) -> Vec<f32> {
     (0..count as u64)
         .map(|i| {
             let h = (i * 2_654_435_761 + seed * 40_503) % (1 << 32);
@@ -100,6 +100,36 @@ pub fn lpips_folder(net: &str, dir: &Path) -> PathBuf {
     {
         tensors.push((key, tensor.shape.clone(), tensor.floats()));
     }
+    write_safetensors(&folder.join("model.safetensors"), &tensors).unwrap();
+    folder
+}
+
+/// pytorch-fid's Inception-v3 with `scripts/make_fid_fixtures.py`'s hashed weights (the `i`-th
+/// tensor of `weights.json` from seed `i + 1`) under `dir`.
+pub fn inception_folder(dir: &Path) -> PathBuf {
+    let list: Vec<(String, Vec<usize>)> = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fid/weights.json")).unwrap(),
+    )
+    .unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = list
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, shape))| {
+            let count = shape.iter().product();
+            let seed = i as u64 + 1;
+            let values = if key.ends_with("bn.weight") || key.ends_with("running_var") {
+                hashed(count, seed, 0.1).into_iter().map(|v| 1.0 + v).collect()
+            } else if key.ends_with("bn.bias") || key.ends_with("running_mean") || key == "fc.bias" {
+                hashed(count, seed, 0.01)
+            } else {
+                let fan_in: usize = shape[1..].iter().product();
+                hashed(count, seed, (6.0 / fan_in as f64).sqrt())
+            };
+            (key, shape, values)
+        })
+        .collect();
+    let folder = dir.join("inception");
+    std::fs::create_dir_all(&folder).unwrap();
     write_safetensors(&folder.join("model.safetensors"), &tensors).unwrap();
     folder
 }

@@ -263,12 +263,19 @@ pub struct EvalConfig {
     pub dino: Option<PathBuf>,
     /// An LPIPS folder (`scripts/convert_lpips_weights.py`) for LPIPS.
     pub lpips: Option<PathBuf>,
+    /// pytorch-fid's Inception-v3 folder (`scripts/convert_fid_inception.py`) for FID.
+    pub inception: Option<PathBuf>,
 }
 
 impl EvalConfig {
     /// The metric models' folders this section names.
     pub fn metric_paths(&self) -> MetricPaths {
-        MetricPaths { clip: self.clip.clone(), dino: self.dino.clone(), lpips: self.lpips.clone() }
+        MetricPaths {
+            clip: self.clip.clone(),
+            dino: self.dino.clone(),
+            lpips: self.lpips.clone(),
+            inception: self.inception.clone(),
+        }
     }
 }
 
@@ -340,7 +347,8 @@ impl Config {
         }
         if let Some(eval) = &self.eval {
             needed.extend(eval.quads.inputs().into_iter().map(|p| ("eval.quads".to_string(), p)));
-            for (field, dir) in [("eval.clip", &eval.clip), ("eval.dino", &eval.dino), ("eval.lpips", &eval.lpips)] {
+            let models = [("eval.clip", &eval.clip), ("eval.dino", &eval.dino), ("eval.lpips", &eval.lpips)];
+            for (field, dir) in models.into_iter().chain([("eval.inception", &eval.inception)]) {
                 needed.extend(dir.as_deref().map(|d| (field.to_string(), d)));
             }
         }
