@@ -41,6 +41,20 @@ pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
     lines.join("\n  caused by: ")
 }
 
+/// A binary's exit: success, or the error said once ([`error_report`]) and a failure code.
+pub fn exit_code<E>(result: Result<(), E>) -> std::process::ExitCode
+where
+    E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync + 'static>,
+{
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", error_report(&*error));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

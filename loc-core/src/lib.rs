@@ -33,4 +33,4 @@ pub mod vae;
 pub mod vit;
 pub mod weights;
 
-pub use error::{ModelError, error_report};
+pub use error::{ModelError, error_report, exit_code};

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loc_core::device::{Precision, parse_device};
-use loc_core::error_report;
+use loc_core::exit_code;
 
 use cli::Env;
 
@@ -54,13 +54,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", error_report(error.as_ref()));
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use loc_core::device::parse_device;
-use loc_core::error_report;
+use loc_core::exit_code;
 use loc_train::config::Config;
 use loc_train::trainer::{RunOptions, run};
 
@@ -36,13 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    match run_command(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", error_report(error.as_ref()));
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run_command(Args::parse()))
 }
 
 fn run_command(args: Args) -> anyhow::Result<()> {
