@@ -206,20 +206,10 @@ pub fn evaluate(pairs: &Pairs, models: &MetricModels, captions: Option<&Captions
     if models.dino.is_none() {
         skipped.insert("dino".into(), "no DINO model given (--dino)".into());
     }
-    let inception: Option<HashMap<&PathBuf, Vec<f32>>> = match &models.fid {
-        Some(fid) => {
-            let mut features = HashMap::new();
-            for chunk in paths.chunks(64) {
-                let images: Vec<RgbImage> = chunk.par_iter().map(|p| read_image(p)).collect::<Result<_, _>>()?;
-                features.extend(chunk.iter().copied().zip(fid.features(&images.iter().collect::<Vec<_>>())));
-            }
-            Some(features)
-        }
-        None => {
-            skipped.insert("fid".into(), "no Inception weights given (--inception)".into());
-            None
-        }
-    };
+    let inception = models.fid.as_ref().map(|f| embed_all("Inception", f, &paths)).transpose()?;
+    if models.fid.is_none() {
+        skipped.insert("fid".into(), "no Inception weights given (--inception)".into());
+    }
     let lpips: Option<HashMap<(&PathBuf, &PathBuf), Option<f64>>> = match &models.lpips {
         Some(lpips) => {
             let mut scores = HashMap::new();

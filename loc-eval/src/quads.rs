@@ -199,6 +199,11 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The mean when every item has a score (and there is one), else `None`.
+fn mean_of_all(scores: &[Option<f64>]) -> Option<f64> {
+    scores.iter().copied().collect::<Option<Vec<f64>>>().filter(|v| !v.is_empty()).map(|v| mean(&v))
+}
+
 fn difference(a: &[f32], b: &[f32]) -> Vec<f32> {
     a.iter().zip(b).map(|(x, y)| x - y).collect()
 }
@@ -250,7 +255,7 @@ impl QuadEval<'_> {
             });
             let dino_targets = dino.map(|dino| dino.embed(&images(|q| &q.target)));
             if let Some(fid) = fid {
-                target_features.extend(fid.features(&images(|q| &q.target)));
+                target_features.extend(fid.embed(&images(|q| &q.target)));
             }
             for (method, outputs) in &results {
                 let index = per_method.iter().position(|d| &d.method == method).unwrap_or_else(|| {
@@ -282,7 +287,7 @@ impl QuadEval<'_> {
                     d.lpips.extend(lpips.compare(&refs, &images(|q| &q.target)));
                 }
                 if let Some(fid) = fid {
-                    d.inception.extend(fid.features(&refs));
+                    d.inception.extend(fid.embed(&refs));
                 }
             }
             let wanted = self.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
@@ -294,6 +299,7 @@ impl QuadEval<'_> {
             }
         }
         let null_to_after = per_method.iter().find(|d| d.method == "G null").map_or(0.0, |d| mean(&d.to_after));
+        let targets = (fid.is_some() && quads.len() >= 2).then(|| FidStatistics::of(&target_features));
         let methods = per_method
             .iter()
             .map(|d| MethodScore {
@@ -301,27 +307,14 @@ impl QuadEval<'_> {
                 l1: mean(&d.l1),
                 l2: mean(&d.l2),
                 psnr: mean(&d.psnr),
-                ssim: d.ssim.iter().copied().collect::<Option<Vec<f64>>>().map(|v| mean(&v)),
+                ssim: mean_of_all(&d.ssim),
                 l2_to_after: mean(&d.to_after),
                 leakage: null_to_after - mean(&d.to_after),
                 clip_i: clip.map(|_| mean(&d.clip_i)),
                 dino: dino.map(|_| mean(&d.dino)),
-                lpips: d
-                    .lpips
-                    .iter()
-                    .copied()
-                    .collect::<Option<Vec<f64>>>()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| mean(&v)),
-                fid: (fid.is_some() && quads.len() >= 2)
-                    .then(|| frechet_distance(&FidStatistics::of(&d.inception), &FidStatistics::of(&target_features))),
-                visual_clip: d
-                    .visual_clip
-                    .iter()
-                    .copied()
-                    .collect::<Option<Vec<f64>>>()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| mean(&v)),
+                lpips: mean_of_all(&d.lpips),
+                fid: targets.as_ref().map(|targets| frechet_distance(&FidStatistics::of(&d.inception), targets)),
+                visual_clip: mean_of_all(&d.visual_clip),
             })
             .collect();
         let mut skipped = BTreeMap::new();

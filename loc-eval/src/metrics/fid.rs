@@ -18,6 +18,8 @@ use image::RgbImage;
 use loc_core::inception::FidInceptionV3;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
+use super::embedding::ImageEmbedder;
+
 /// Images per forward pass.
 const BATCH: usize = 16;
 
@@ -90,9 +92,11 @@ impl Fid {
     pub fn load(dir: &Path, device: &Device) -> anyhow::Result<Self> {
         Ok(Self { model: FidInceptionV3::load(dir, device)?, device: device.clone() })
     }
+}
 
+impl ImageEmbedder for Fid {
     /// The pool3 features of `images` (each scaled to `[0, 1]`; sizes may differ).
-    pub fn features(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
+    fn embed(&self, images: &[&RgbImage]) -> Vec<Vec<f32>> {
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(BATCH) {
             // Images of one size share a forward pass; the resize to 299 makes any size fit.
@@ -110,15 +114,6 @@ impl Fid {
             }
         }
         out
-    }
-
-    /// The FID between `generated` and `truth`; `None` with fewer than two images in a set.
-    pub fn distance(&self, generated: &[&RgbImage], truth: &[&RgbImage]) -> Option<f64> {
-        if generated.len() < 2 || truth.len() < 2 {
-            return None;
-        }
-        let (a, b) = (FidStatistics::of(&self.features(generated)), FidStatistics::of(&self.features(truth)));
-        Some(frechet_distance(&a, &b))
     }
 }
 

@@ -277,6 +277,16 @@ impl EvalConfig {
             inception: self.inception.clone(),
         }
     }
+
+    /// Each metric model's folder with its field: checked at load and before a run.
+    fn model_dirs(&self) -> [(&'static str, &Option<PathBuf>); 4] {
+        [
+            ("eval.clip", &self.clip),
+            ("eval.dino", &self.dino),
+            ("eval.lpips", &self.lpips),
+            ("eval.inception", &self.inception),
+        ]
+    }
 }
 
 fn yes() -> bool {
@@ -335,10 +345,15 @@ impl Config {
     pub fn check_paths(&self, path: &Path) -> Result<(), ConfigError> {
         let m = &self.model;
         let mut needed: Vec<(String, &Path)> = Vec::new();
-        for (field, dir) in [("model.editor", &m.editor), ("model.image_encoder", &m.image_encoder)] {
+        let model_dirs = [
+            ("model.editor", &m.editor),
+            ("model.image_encoder", &m.image_encoder),
+            ("model.hypernet_init", &m.hypernet_init),
+        ];
+        let eval_dirs = self.eval.iter().flat_map(EvalConfig::model_dirs);
+        for (field, dir) in model_dirs.into_iter().chain(eval_dirs) {
             needed.extend(dir.as_deref().map(|d| (field.to_string(), d)));
         }
-        needed.extend(m.hypernet_init.as_deref().map(|d| ("model.hypernet_init".to_string(), d)));
         for (i, set) in self.data.sets.iter().enumerate() {
             needed.extend(set.source.inputs().into_iter().map(|p| (format!("data.sets.{i}.source"), p)));
         }
@@ -347,10 +362,6 @@ impl Config {
         }
         if let Some(eval) = &self.eval {
             needed.extend(eval.quads.inputs().into_iter().map(|p| ("eval.quads".to_string(), p)));
-            let models = [("eval.clip", &eval.clip), ("eval.dino", &eval.dino), ("eval.lpips", &eval.lpips)];
-            for (field, dir) in models.into_iter().chain([("eval.inception", &eval.inception)]) {
-                needed.extend(dir.as_deref().map(|d| (field.to_string(), d)));
-            }
         }
         let missing: Vec<(String, PathBuf)> =
             needed.into_iter().filter(|(_, p)| !p.exists()).map(|(f, p)| (f, p.to_path_buf())).collect();

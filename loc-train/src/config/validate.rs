@@ -178,7 +178,7 @@ impl EvalConfig {
         quad_source("eval.quads", &self.quads)?;
         positive("eval.count", self.count as u64)?;
         positive("eval.steps", self.sampling.steps as u64)?;
-        for (field, dir) in [("eval.clip", &self.clip), ("eval.dino", &self.dino), ("eval.lpips", &self.lpips)] {
+        for (field, dir) in self.model_dirs() {
             if let Some(missing) =
                 dir.iter().flat_map(|d| [d.join("config.json"), weights_file(d, "model")]).find(|f| !f.exists())
             {

@@ -192,17 +192,12 @@ fn finish<T: Trainee>(
         None => None,
     };
     let raw = match (ema, &evaluation) {
-        (Some(ema), Some((quads, evaluation))) => {
-            let (raw, _) = trainee.evaluate(quads, evaluation, config);
-            trainee.set_weights(ema.apply(trainee.weights()));
-            Some(raw)
-        }
-        (Some(ema), None) => {
-            trainee.set_weights(ema.apply(trainee.weights()));
-            None
-        }
-        (None, _) => None,
+        (Some(_), Some((quads, evaluation))) => Some(trainee.evaluate(quads, evaluation, config).0),
+        _ => None,
     };
+    if let Some(ema) = ema {
+        trainee.set_weights(ema.apply(trainee.weights()));
+    }
     let exported = out.join(T::EXPORT);
     trainee.export(&exported, summary.steps_done)?;
     if options.echo {
