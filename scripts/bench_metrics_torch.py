@@ -36,7 +36,7 @@ def main():
     ids = torch.randint(0, 49407, (batch, 77))
     with torch.no_grad():
         rows = [("CLIP ViT-B/32 images (forward only)", best(lambda: vision(pixel_values=pixels))),
-                ("CLIP text (77 tokens)", best(lambda: text(input_ids=ids))),
+                ("CLIP text (forward only)", best(lambda: text(input_ids=ids))),
                 ("DINO ViT-S/16 images (forward only)", best(lambda: dino(pixel_values=pixels)))]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}")
     for name, seconds in rows:

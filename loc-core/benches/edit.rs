@@ -17,6 +17,8 @@ use loc_core::schedule::SchedulerConfig;
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use loc_core::vae::{AutoencoderKL, AutoencoderKLConfig};
 
+loc_core::global_allocator!();
+
 #[derive(Parser)]
 struct Args {
     /// SD-1.5 InstructPix2Pix at 512 px instead of the tiny models at 64 px.
@@ -34,6 +36,7 @@ struct Args {
 }
 
 fn main() {
+    loc_core::allocator::keep_freed_pages();
     let args = Args::parse();
     let (name, unet_config, vae_config, side) = if args.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), AutoencoderKLConfig::sd15(), 512)

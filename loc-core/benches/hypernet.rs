@@ -11,6 +11,8 @@ use burn::tensor::Distribution;
 use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetConfig, PairFeatures, select_targets};
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 
+loc_core::global_allocator!();
+
 /// CLIP ViT-L/14's vision hidden size: the pooled features `H` reads by default.
 const FEATURES: usize = 1024;
 
@@ -42,6 +44,7 @@ fn bench(name: &str, unet: &UNet2DConditionConfig) {
 }
 
 fn main() {
+    loc_core::allocator::keep_freed_pages();
     println!("| UNet targets | targets | H params | shape heads | 1 pair s | 16 pairs s |");
     println!("|---|---|---|---|---|---|");
     bench("tiny", &UNet2DConditionConfig::tiny());

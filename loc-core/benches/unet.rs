@@ -12,6 +12,8 @@ use burn::tensor::Distribution;
 use loc_core::lora::{LoraDelta, LoraSet};
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 
+loc_core::global_allocator!();
+
 /// Peak resident memory of this process so far (Linux), in GiB.
 fn peak_rss_gib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -65,6 +67,7 @@ fn bench(name: &str, config: &UNet2DConditionConfig, batch: usize, side: usize, 
 }
 
 fn main() {
+    loc_core::allocator::keep_freed_pages();
     println!("| config | params | input | LoRA targets | forward s | forward+backward s | peak RSS GiB |");
     println!("|---|---|---|---|---|---|---|");
     bench("tiny", &UNet2DConditionConfig::tiny(), 8, 16, 5);

@@ -15,8 +15,10 @@
 //! - [`vit`]: transformers' `ViTModel` (DINO ViT-S/16 for the DINO metric).
 //! - [`inception`]: pytorch-fid's Inception-v3 (the FID metric's features).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
+//! - [`allocator`]: mimalloc for the binaries, reusing freed op buffers.
 //! - [`error`]: [`ModelError`], naming the file, field or tensor at fault.
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod clip;
 pub mod device;

@@ -1,6 +1,7 @@
 //! Throughput of the metric pass at real model sizes (random weights): pixel metrics on
 //! 512x512 images (with the bicubic resize of a 256x256 output), CLIP ViT-B/32 image and text
-//! embeddings, DINO ViT-S/16, and the MagicBrush per-pair total.
+//! embeddings, DINO ViT-S/16, and the MagicBrush per-pair total. The `forward` rows time the
+//! towers alone on ready tensors, as `scripts/bench_metrics_torch.py` times transformers'.
 //!
 //!     cargo bench -p loc-eval --bench metrics [-- --batch 16 --repeats 3]
 
@@ -8,6 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
+use burn::tensor::Distribution;
 use image::RgbImage;
 use loc_core::clip::{
     ClipTextConfig, ClipTextModelWithProjection, ClipTokenizer, ClipVisionConfig, ClipVisionModelWithProjection,
@@ -16,6 +18,8 @@ use loc_core::vit::{ViTConfig, ViTModel};
 use loc_eval::metrics::embedding::{Clip, Dino, ImageEmbedder};
 use loc_eval::metrics::pixel::pixel_scores;
 use rayon::prelude::*;
+
+loc_core::global_allocator!();
 
 fn flag(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -42,6 +46,7 @@ fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    loc_core::allocator::keep_freed_pages();
     let (batch, repeats) = (flag("--batch", 16), flag("--repeats", 3));
     let device = Device::flex();
     let vision: ClipVisionConfig = serde_json::from_value(serde_json::json!({
@@ -79,6 +84,11 @@ fn main() {
     let clip_images = time(repeats, || assert_eq!(clip.embed(&refs).len(), batch));
     let clip_texts = time(repeats, || assert_eq!(clip.embed_texts(&captions).len(), batch));
     let dino_images = time(repeats, || assert_eq!(dino.embed(&refs).len(), batch));
+    let pixels = Tensor::<4>::random([batch, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device);
+    let ids = Tensor::<2, Int>::random([batch, 77], Distribution::Uniform(0.0, 49407.0), &device);
+    let clip_forward = time(repeats, || assert_eq!(clip.vision.forward(pixels.clone()).image_embeds.dims()[0], batch));
+    let text_forward = time(repeats, || assert_eq!(clip.text.forward(ids.clone()).dims()[0], batch));
+    let dino_forward = time(repeats, || assert_eq!(dino.model.cls(pixels.clone()).dims()[0], batch));
 
     let n = batch as f64;
     println!("metric pass throughput, batch {batch}, best of {repeats} ({} threads)", rayon::current_num_threads());
@@ -89,6 +99,9 @@ fn main() {
         ("CLIP ViT-B/32 images (512 px -> 224)", clip_images),
         ("CLIP text (77 tokens)", clip_texts),
         ("DINO ViT-S/16 images (512 px -> 256 -> 224)", dino_images),
+        ("CLIP ViT-B/32 images (forward only)", clip_forward),
+        ("CLIP text (forward only)", text_forward),
+        ("DINO ViT-S/16 images (forward only)", dino_forward),
     ] {
         println!("| {stage} | {seconds:.3} | {:.1} |", n / seconds);
     }

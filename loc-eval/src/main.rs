@@ -14,6 +14,8 @@ use loc_core::exit_code;
 
 use cli::Env;
 
+loc_core::global_allocator!();
+
 #[derive(Parser)]
 #[command(version, about = "Evaluate and use LoRA of Change models")]
 struct Args {
@@ -54,6 +56,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    loc_core::allocator::keep_freed_pages();
     exit_code(run(Args::parse()))
 }
 

@@ -30,6 +30,8 @@ use loc_train::models::{tiny_unet_config, tiny_vision_config};
 use loc_train::objective::denoising_loss;
 use loc_train::optim::AdamW;
 
+loc_core::global_allocator!();
+
 /// Peak resident memory of this process so far (`VmHWM`), in GiB.
 fn peak_rss_gib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -72,6 +74,7 @@ fn vit_l14() -> ClipVisionConfig {
 }
 
 fn main() {
+    loc_core::allocator::keep_freed_pages();
     let args = Args::parse();
     let (name, unet_config, pairs, side, features, width, depth) = if args.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), 1, 32, 1024, 256, 6)

@@ -10,6 +10,8 @@ use loc_core::exit_code;
 use loc_train::config::Config;
 use loc_train::trainer::{RunOptions, run};
 
+loc_core::global_allocator!();
+
 #[derive(Parser)]
 #[command(version, about = "Train LoRA of Change models from a TOML configuration")]
 struct Args {
@@ -36,6 +38,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    loc_core::allocator::keep_freed_pages();
     exit_code(run_command(Args::parse()))
 }
 
