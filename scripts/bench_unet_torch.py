@@ -2,7 +2,7 @@
 """The PyTorch side of `cargo bench -p loc-core --bench unet [-- --sd15]`: diffusers'
 UNet2DConditionModel with the same configurations (random weights, frozen), a per-sample
 rank-4 LoRA (normal, std 0.1, gradients on) on every attention projection through forward
-hooks, timestep 500, a 77-token context. Forward (recording the graph, as Rust's), then forward + backward of the mean square
+hooks, timestep 500, a 77-token context. Forward (inference, no graph), then forward + backward of the mean square
 of the output, each the mean of the repeats after one warm-up forward, as the Rust bench.
 
     /work/venv-ref/bin/python scripts/bench_unet_torch.py [--sd15]   (torch, diffusers)
@@ -37,9 +37,11 @@ def bench(name, config, batch, side, repeats):
         for _ in range(repeats):
             state["lora"] = {n: ((torch.randn(batch, 4, m.in_features) * 0.1).requires_grad_(),
                                  (torch.randn(batch, m.out_features, 4) * 0.1).requires_grad_()) for n, m in targets}
-            out = unet(sample, timesteps, context).sample
             if backward:
-                out.pow(2).mean().backward()
+                unet(sample, timesteps, context).sample.pow(2).mean().backward()
+            else:
+                with torch.no_grad():
+                    unet(sample, timesteps, context)
         return (time.perf_counter() - start) / repeats
 
     run(False)

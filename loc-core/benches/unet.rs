@@ -1,4 +1,4 @@
-//! UNet forward and forward+backward (gradients to a rank-4 LoRA on every attention
+//! UNet forward (inference) and forward+backward (gradients to a rank-4 LoRA on every attention
 //! projection, as in hypernetwork training), tiny and SD-1.5 InstructPix2Pix configs.
 //!
 //! `cargo bench -p loc-core --bench unet [-- --sd15]` prints a table; `--sd15` adds the
@@ -31,25 +31,30 @@ fn bench(name: &str, config: &UNet2DConditionConfig, batch: usize, side: usize, 
     let sample = Tensor::<4>::random([batch, config.in_channels, side, side], Distribution::Normal(0.0, 1.0), &device);
     let timesteps = Tensor::<1>::from_floats(vec![500.0f32; batch].as_slice(), &device);
     let context = normal([batch, 77, config.cross_attention_dim]);
+    // The forward alone is inference: the plain model and device, no graph (a graph that no
+    // backward consumes stays alive); forward+backward records it and backpropagates into the LoRA.
+    let plain = unet.valid();
     let run = |backward: bool| {
         let start = Instant::now();
         for _ in 0..repeats {
             let lora: LoraSet = targets
                 .iter()
                 .map(|t| {
-                    let d = LoraDelta::new(
-                        normal([batch, 4, t.d_in]).require_grad(),
-                        normal([batch, t.d_out, 4]).require_grad(),
-                        1.0,
-                    );
+                    let [down, up] = [normal([batch, 4, t.d_in]), normal([batch, t.d_out, 4])];
+                    let d = if backward {
+                        LoraDelta::new(down.require_grad(), up.require_grad(), 1.0)
+                    } else {
+                        LoraDelta::new(down.inner(), up.inner(), 1.0)
+                    };
                     (t.path.clone(), d)
                 })
                 .collect();
-            let out = unet.forward(sample.clone(), timesteps.clone(), context.clone(), Some(&lora));
             if backward {
+                let out = unet.forward(sample.clone(), timesteps.clone(), context.clone(), Some(&lora));
                 let _grads = out.powi_scalar(2).mean().backward();
             } else {
-                let _ = out.into_data();
+                let inputs = (sample.clone().inner(), timesteps.clone().inner(), context.clone().inner());
+                let _ = plain.forward(inputs.0, inputs.1, inputs.2, Some(&lora)).into_data();
             }
         }
         start.elapsed().as_secs_f64() / repeats as f64
