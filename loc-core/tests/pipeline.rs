@@ -108,8 +108,9 @@ fn lora_guidance_contrasts_with_and_without_the_lora() {
 
 /// The whole editor (text encoder, VAE, UNet) in bf16 / f16 against f32, without guidance
 /// (the tiny random model's text and image branches differ by little, and guidance 7.5
-/// multiplies their rounding: bf16 then drifts by 0.45): the worst pixel within 0.1 / 0.015
-/// (measured 0.073 / 0.009 in [-1, 1]; the 8x between them is the mantissas' 2^3).
+/// multiplies their rounding: bf16 then drifts by 0.45): the worst pixel within 0.1 / 0.02
+/// (measured 0.073 / 0.009 in [-1, 1] on one thread; 0.080 / 0.016 since burn-flex splits
+/// convolutions and products over threads, which sums in another order).
 #[test]
 fn a_half_precision_editor_edits_like_the_f32_one() {
     use loc_core::device::Precision;
@@ -127,7 +128,7 @@ fn a_half_precision_editor_edits_like_the_f32_one() {
         edit(&m.unet, m.vae.as_ref(), &m.scheduler, image.clone(), cond, uncond, noise.clone(), None, &options)
     };
     let reference = edit(&model);
-    for (precision, tolerance) in [(Precision::Bf16, 0.1), (Precision::F16, 0.015)] {
+    for (precision, tolerance) in [(Precision::Bf16, 0.1), (Precision::F16, 0.02)] {
         let half = edit(&model.clone().with_precision(precision));
         assert!(max_abs_diff(half, reference.clone()) <= tolerance, "{precision}");
     }
