@@ -2,8 +2,9 @@
 """The PyTorch side of `cargo bench -p loc-core --bench unet [-- --sd15]`: diffusers'
 UNet2DConditionModel with the same configurations (random weights, frozen), a per-sample
 rank-4 LoRA (normal, std 0.1, gradients on) on every attention projection through forward
-hooks, timestep 500, a 77-token context. Forward (inference, no graph), then forward + backward of the mean square
-of the output, each the mean of the repeats after one warm-up forward, as the Rust bench.
+hooks, timestep 500, a 77-token context. Forward (inference, no graph), then forward +
+backward of the mean square of the output, each the mean of the repeats after one warm-up
+forward, as the Rust bench.
 
     /work/venv-ref/bin/python scripts/bench_unet_torch.py [--sd15]   (torch, diffusers)
 """

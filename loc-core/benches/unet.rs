@@ -34,6 +34,7 @@ fn bench(name: &str, config: &UNet2DConditionConfig, batch: usize, side: usize, 
     // The forward alone is inference: the plain model and device, no graph (a graph that no
     // backward consumes stays alive); forward+backward records it and backpropagates into the LoRA.
     let plain = unet.valid();
+    let plain_inputs = (sample.clone().inner(), timesteps.clone().inner(), context.clone().inner());
     let run = |backward: bool| {
         let start = Instant::now();
         for _ in 0..repeats {
@@ -53,8 +54,8 @@ fn bench(name: &str, config: &UNet2DConditionConfig, batch: usize, side: usize, 
                 let out = unet.forward(sample.clone(), timesteps.clone(), context.clone(), Some(&lora));
                 let _grads = out.powi_scalar(2).mean().backward();
             } else {
-                let inputs = (sample.clone().inner(), timesteps.clone().inner(), context.clone().inner());
-                let _ = plain.forward(inputs.0, inputs.1, inputs.2, Some(&lora)).into_data();
+                let (sample, timesteps, context) = plain_inputs.clone();
+                let _ = plain.forward(sample, timesteps, context, Some(&lora)).into_data();
             }
         }
         start.elapsed().as_secs_f64() / repeats as f64
