@@ -36,7 +36,10 @@ struct Args {
 }
 
 fn main() {
-    loc_core::allocator::keep_freed_pages();
+    loc_core::runtime::run(benchmark);
+}
+
+fn benchmark() {
     let args = Args::parse();
     let (name, unet_config, vae_config, side) = if args.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), AutoencoderKLConfig::sd15(), 512)

@@ -44,7 +44,10 @@ fn bench(name: &str, unet: &UNet2DConditionConfig) {
 }
 
 fn main() {
-    loc_core::allocator::keep_freed_pages();
+    loc_core::runtime::run(benchmark);
+}
+
+fn benchmark() {
     println!("| UNet targets | targets | H params | shape heads | 1 pair s | 16 pairs s |");
     println!("|---|---|---|---|---|---|");
     bench("tiny", &UNet2DConditionConfig::tiny());

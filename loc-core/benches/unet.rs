@@ -73,7 +73,10 @@ fn bench(name: &str, config: &UNet2DConditionConfig, batch: usize, side: usize, 
 }
 
 fn main() {
-    loc_core::allocator::keep_freed_pages();
+    loc_core::runtime::run(benchmark);
+}
+
+fn benchmark() {
     println!("| config | params | input | LoRA targets | forward s | forward+backward s | peak RSS GiB |");
     println!("|---|---|---|---|---|---|---|");
     bench("tiny", &UNet2DConditionConfig::tiny(), 8, 16, 5);

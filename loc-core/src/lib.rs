@@ -15,10 +15,10 @@
 //! - [`vit`]: transformers' `ViTModel` (DINO ViT-S/16 for the DINO metric).
 //! - [`inception`]: pytorch-fid's Inception-v3 (the FID metric's features).
 //! - [`weights`]: Hugging Face safetensors into burn modules, every mismatch named.
-//! - [`allocator`]: mimalloc for the binaries, reusing freed op buffers.
+//! - [`runtime`]: how the binaries run on the CPU: mimalloc reusing freed op buffers, the work on
+//!   rayon's pool.
 //! - [`error`]: [`ModelError`], naming the file, field or tensor at fault.
 
-pub mod allocator;
 pub mod checkpoint;
 pub mod clip;
 pub mod device;
@@ -28,6 +28,7 @@ pub mod inception;
 pub mod lora;
 pub mod nn;
 pub mod pipeline;
+pub mod runtime;
 pub mod schedule;
 pub mod single_file;
 pub mod unet;

@@ -46,7 +46,10 @@ fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    loc_core::allocator::keep_freed_pages();
+    loc_core::runtime::run(benchmark);
+}
+
+fn benchmark() {
     let (batch, repeats) = (flag("--batch", 16), flag("--repeats", 3));
     let device = Device::flex();
     let vision: ClipVisionConfig = serde_json::from_value(serde_json::json!({

@@ -56,8 +56,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    loc_core::allocator::keep_freed_pages();
-    exit_code(run(Args::parse()))
+    loc_core::runtime::run(|| exit_code(run(Args::parse())))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {

@@ -74,7 +74,10 @@ fn vit_l14() -> ClipVisionConfig {
 }
 
 fn main() {
-    loc_core::allocator::keep_freed_pages();
+    loc_core::runtime::run(benchmark);
+}
+
+fn benchmark() {
     let args = Args::parse();
     let (name, unet_config, pairs, side, features, width, depth) = if args.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), 1, 32, 1024, 256, 6)

@@ -38,8 +38,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    loc_core::allocator::keep_freed_pages();
-    exit_code(run_command(Args::parse()))
+    loc_core::runtime::run(|| exit_code(run_command(Args::parse())))
 }
 
 fn run_command(args: Args) -> anyhow::Result<()> {

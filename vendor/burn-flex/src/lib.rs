@@ -31,6 +31,8 @@ compile_error!(
 
 mod backend;
 mod layout;
+mod math;
+mod parallel;
 mod qtensor;
 mod strided_index;
 mod tensor;

@@ -232,8 +232,14 @@ impl FlexTensor {
     /// Create an empty tensor with given shape and dtype.
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
-        let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        let byte_len = num_elements * dtype_size(dtype);
+        // Zeroed in words of `Bytes`' alignment: a `Vec<u8>` is 1-aligned, and
+        // `Bytes::from_bytes_vec` copies it into a new aligned buffer (LoC-rs patch).
+        let bytes = if byte_len % size_of::<u128>() == 0 {
+            Bytes::from_elems(alloc::vec![0u128; byte_len / size_of::<u128>()])
+        } else {
+            Bytes::from_bytes_vec(alloc::vec![0u8; byte_len])
+        };
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),

@@ -115,6 +115,64 @@ impl ZipNest {
     }
 }
 
+impl ZipNest {
+    /// Call `f(out, lhs_base, rhs_base, n)` for each stretch of the
+    /// row-major positions `start..start + len` that lies in one
+    /// innermost run: `out` is the stretch's position relative to
+    /// `start`, the bases are the storage indices of its first element
+    /// and `n` its length. Like [`Self::for_each_run`] but over any range,
+    /// so that threads can each take one (LoC-rs patch). Must not be
+    /// called when `ndim == 0` or when any dim is empty.
+    pub fn for_each_stretch(
+        &self,
+        start: usize,
+        len: usize,
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        debug_assert!(self.ndim >= 1);
+        let outer = self.ndim - 1;
+        let (run, l_st, r_st) = self.inner();
+        // The first stretch's multi-index, by division once.
+        let mut idx = [0usize; ZIP_MAX_RANK];
+        let mut rest = start / run;
+        let mut lhs_base = self.lhs_offset as isize;
+        let mut rhs_base = self.rhs_offset as isize;
+        for d in (0..outer).rev() {
+            idx[d] = rest % self.shape[d];
+            rest /= self.shape[d];
+            lhs_base += idx[d] as isize * self.lhs_strides[d];
+            rhs_base += idx[d] as isize * self.rhs_strides[d];
+        }
+        let mut within = start % run;
+        let mut done = 0;
+        while done < len {
+            let n = (run - within).min(len - done);
+            f(
+                done,
+                (lhs_base + within as isize * l_st) as usize,
+                (rhs_base + within as isize * r_st) as usize,
+                n,
+            );
+            done += n;
+            within = 0;
+            // Odometer over the outer dims, as in `for_each_run`.
+            let mut d = outer;
+            while d > 0 {
+                d -= 1;
+                idx[d] += 1;
+                lhs_base += self.lhs_strides[d];
+                rhs_base += self.rhs_strides[d];
+                if idx[d] < self.shape[d] {
+                    break;
+                }
+                idx[d] = 0;
+                lhs_base -= (self.shape[d] as isize) * self.lhs_strides[d];
+                rhs_base -= (self.shape[d] as isize) * self.rhs_strides[d];
+            }
+        }
+    }
+}
+
 /// Jointly collapse two same-shape layouts into the minimum-rank
 /// equivalent loop nest.
 ///
@@ -200,9 +258,10 @@ pub(crate) fn zip_map<L, R, Out, F>(
     op: F,
 ) -> Option<Vec<Out>>
 where
-    L: Copy,
-    R: Copy,
-    F: Fn(L, R) -> Out,
+    L: Copy + Sync,
+    R: Copy + Sync,
+    Out: Copy + Send,
+    F: Fn(L, R) -> Out + Sync,
 {
     let numel = lhs_layout.num_elements();
     if numel == 0 {
@@ -210,38 +269,44 @@ where
     }
     let nest = collapse_for_zip(lhs_layout, rhs_layout)?;
 
-    let mut out: Vec<Out> = Vec::with_capacity(numel);
     if nest.ndim == 0 {
         // All dims were size 1: a single element.
-        out.push(op(lhs[nest.lhs_offset], rhs[nest.rhs_offset]));
-        return Some(out);
+        return Some(alloc::vec![op(lhs[nest.lhs_offset], rhs[nest.rhs_offset])]);
     }
 
-    let (len, l_st, r_st) = nest.inner();
-    match (l_st, r_st) {
-        (1, 1) => nest.for_each_run(|lb, rb| {
-            out.extend(
-                lhs[lb..lb + len]
-                    .iter()
-                    .zip(&rhs[rb..rb + len])
-                    .map(|(&a, &b)| op(a, b)),
-            );
-        }),
-        (1, 0) => nest.for_each_run(|lb, rb| {
-            let b = rhs[rb];
-            out.extend(lhs[lb..lb + len].iter().map(|&a| op(a, b)));
-        }),
-        (0, 1) => nest.for_each_run(|lb, rb| {
-            let a = lhs[lb];
-            out.extend(rhs[rb..rb + len].iter().map(|&b| op(a, b)));
-        }),
-        _ => nest.for_each_run(|lb, rb| {
-            out.extend(
-                (0..len).map(|i| op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize])),
-            );
-        }),
-    }
-    debug_assert_eq!(out.len(), numel);
+    let (_, l_st, r_st) = nest.inner();
+    let out = crate::parallel::collect_chunks(numel, |start, out| {
+        nest.for_each_stretch(start, out.len(), |o, lb, rb, n| {
+            let out = &mut out[o..o + n];
+            match (l_st, r_st) {
+                (1, 1) => {
+                    for (d, (&a, &b)) in out
+                        .iter_mut()
+                        .zip(lhs[lb..lb + n].iter().zip(&rhs[rb..rb + n]))
+                    {
+                        d.write(op(a, b));
+                    }
+                }
+                (1, 0) => {
+                    let b = rhs[rb];
+                    for (d, &a) in out.iter_mut().zip(&lhs[lb..lb + n]) {
+                        d.write(op(a, b));
+                    }
+                }
+                (0, 1) => {
+                    let a = lhs[lb];
+                    for (d, &b) in out.iter_mut().zip(&rhs[rb..rb + n]) {
+                        d.write(op(a, b));
+                    }
+                }
+                _ => {
+                    for (i, d) in out.iter_mut().enumerate() {
+                        d.write(op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize]));
+                    }
+                }
+            }
+        });
+    });
     Some(out)
 }
 
@@ -262,9 +327,9 @@ where
 /// strided — and monomorphized per call site so LLVM autovectorizes it.
 pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
 where
-    D: Copy,
-    S: Copy,
-    F: Fn(D, S) -> D,
+    D: Copy + Send,
+    S: Copy + Sync,
+    F: Fn(D, S) -> D + Sync,
 {
     debug_assert!(
         nest.lhs_is_dense(),
@@ -276,30 +341,38 @@ where
         return;
     }
     if nest.shape[..nest.ndim].contains(&0) {
-        // Empty tensor; `for_each_run` must not be entered.
+        // Empty tensor; `for_each_stretch` must not be entered.
         return;
     }
 
-    let (len, l_st, r_st) = nest.inner();
+    let (_, l_st, r_st) = nest.inner();
     debug_assert_eq!(l_st, 1, "dense destination implies a contiguous inner run");
-    match r_st {
-        1 => nest.for_each_run(|lb, rb| {
-            for (d, &s) in dst[lb..lb + len].iter_mut().zip(&src[rb..rb + len]) {
-                *d = op(*d, s);
+    // Dense from its offset: the nest's row-major positions are `dst`'s own.
+    let numel: usize = nest.shape[..nest.ndim].iter().product();
+    let dst = &mut dst[nest.lhs_offset..nest.lhs_offset + numel];
+    crate::parallel::for_each_chunk(dst, |start, chunk| {
+        nest.for_each_stretch(start, chunk.len(), |o, _, rb, n| {
+            let run = &mut chunk[o..o + n];
+            match r_st {
+                1 => {
+                    for (d, &s) in run.iter_mut().zip(&src[rb..rb + n]) {
+                        *d = op(*d, s);
+                    }
+                }
+                0 => {
+                    let s = src[rb];
+                    for d in run.iter_mut() {
+                        *d = op(*d, s);
+                    }
+                }
+                _ => {
+                    for (i, d) in run.iter_mut().enumerate() {
+                        *d = op(*d, src[rb + i * r_st as usize]);
+                    }
+                }
             }
-        }),
-        0 => nest.for_each_run(|lb, rb| {
-            let s = src[rb];
-            for d in dst[lb..lb + len].iter_mut() {
-                *d = op(*d, s);
-            }
-        }),
-        _ => nest.for_each_run(|lb, rb| {
-            for (i, d) in dst[lb..lb + len].iter_mut().enumerate() {
-                *d = op(*d, src[rb + i * r_st as usize]);
-            }
-        }),
-    }
+        });
+    });
 }
 
 // ============================================================================

@@ -16,6 +16,21 @@ use burn_backend::{
 use burn_std::{Bytes, IntDType, Shape};
 use bytemuck::Pod;
 
+/// The padding, `dilation (kernel - 1) - padding` per side, of the convolution that equals a
+/// single-group, stride-1 transposed convolution without output padding; `None` for any other.
+fn stride_one_conv_padding(
+    weight: &FlexTensor,
+    options: &ConvTransposeOptions<2>,
+) -> Option<[usize; 2]> {
+    if options.stride != [1, 1] || options.groups != 1 || options.padding_out != [0, 0] {
+        return None;
+    }
+    let kernel = &weight.layout().shape()[2..];
+    let padding =
+        |i: usize| (options.dilation[i] * (kernel[i] - 1)).checked_sub(options.padding[i]);
+    Some([padding(0)?, padding(1)?])
+}
+
 /// Cast a tensor from half-precision type E to f32.
 pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(
     tensor: FlexTensor,
@@ -282,6 +297,14 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvTransposeOptions<2>,
     ) -> FloatTensor<Flex> {
+        // LoC-rs patch: at stride 1 a transposed convolution is a convolution with the kernel
+        // flipped and its channels swapped, which runs on conv2d's faster kernels. Every
+        // stride-1 conv2d's input gradient comes here.
+        if let Some(padding) = stride_one_conv_padding(&weight, &options) {
+            let weight = Flex::float_flip(Flex::float_swap_dims(weight, 0, 1), &[2, 3]);
+            let options = ConvOptions::new([1, 1], padding, options.dilation, 1);
+            return Self::conv2d(x, weight, bias, options);
+        }
         match x.dtype() {
             DType::F32 => conv_transpose::conv_transpose2d_f32(x, weight, bias, &options),
             DType::F64 => conv_transpose::conv_transpose2d_f64(x, weight, bias, &options),

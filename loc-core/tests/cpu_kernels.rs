@@ -1,0 +1,147 @@
+//! burn-flex's kernels as patched in `vendor/burn-flex` (PATCHES.md), against their plain
+//! definitions: the element-wise loops split across threads, the vectorized exp, sigmoid, GELU and
+//! softmax, and the stride-1 transposed convolution run as a convolution.
+
+mod common;
+
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::module::conv_transpose2d;
+use burn::tensor::ops::ConvTransposeOptions;
+use common::{fixed, values};
+
+/// Enough elements (2^16 and more) that every loop below runs on several threads.
+const LARGE: [usize; 4] = [8, 64, 16, 9];
+
+#[test]
+fn element_wise_ops_on_several_threads_equal_plain_loops() {
+    let device = Device::flex();
+    let a = fixed(LARGE, &device);
+    let b = fixed([64, 1, 9], &device).add_scalar(2.0);
+    let (va, vb) = (values(a.clone()), values(b.clone()));
+    let [_, c, h, w] = LARGE;
+    let b_at = |i: usize| vb[(i / (h * w) % c) * w + i % w];
+
+    // Broadcast into a shared operand (a fresh output), then into a unique one (in place).
+    let sum = values(a.clone() + b.clone().unsqueeze::<4>());
+    let quotient = values(a.clone().mul_scalar(3.0) / b.clone().unsqueeze::<4>());
+    for (i, &x) in va.iter().enumerate() {
+        assert_eq!(sum[i], x + b_at(i), "sum at {i}");
+        assert_eq!(quotient[i], (x * 3.0) / b_at(i), "quotient at {i}");
+    }
+
+    // A transposed view: strided reads, written in the view's order.
+    let product = values(a.clone().swap_dims(1, 3) * a.clone().swap_dims(1, 3));
+    let exp = values(a.clone().swap_dims(1, 3).exp());
+    let mut k = 0;
+    for n in 0..LARGE[0] {
+        for x in 0..w {
+            for y in 0..h {
+                for ch in 0..c {
+                    let v = va[((n * c + ch) * h + y) * w + x];
+                    assert_eq!(product[k], v * v, "product at {k}");
+                    assert!(relative_error(exp[k], (v as f64).exp()) < 3e-7, "exp at {k}");
+                    k += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn exp_sigmoid_gelu_and_softmax_stay_within_f32_rounding() {
+    let device = Device::flex();
+    let count = LARGE.iter().product::<usize>();
+    // -87 to 88: e^x's whole normal range.
+    let xs: Vec<f32> = (0..count).map(|i| -87.0 + 175.0 * i as f32 / count as f32).collect();
+    let x = Tensor::<1>::from_data(TensorData::new(xs.clone(), [count]), &device);
+    let exp = values(x.clone().exp());
+    let sig = values(sigmoid(x.clone()));
+    let gel = values(gelu(x.clone().div_scalar(10.0)));
+    for (i, &v) in xs.iter().enumerate() {
+        let v64 = v as f64;
+        assert!(relative_error(exp[i], v64.exp()) < 3e-7, "exp({v}) = {}", exp[i]);
+        assert!((sig[i] as f64 - 1.0 / (1.0 + (-v64).exp())).abs() < 2e-7, "sigmoid({v}) = {}", sig[i]);
+        let g = v64 / 10.0;
+        let exact = 0.5 * g * (1.0 + libm_erf(g / std::f64::consts::SQRT_2));
+        assert!((gel[i] as f64 - exact).abs() < 2e-7 * (1.0 + g.abs()), "gelu({g}) = {}", gel[i]);
+    }
+
+    let rows = fixed([512, 77], &device).mul_scalar(20.0);
+    let probabilities = values(softmax(rows.clone(), 1));
+    for (row, p) in values(rows).chunks(77).zip(probabilities.chunks(77)) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let total: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (&v, &q) in row.iter().zip(p) {
+            assert!(relative_error(q, (v as f64 - max).exp() / total) < 1e-6, "softmax {q}");
+        }
+    }
+}
+
+#[test]
+fn transposed_convolutions_equal_their_definition() {
+    let device = Device::flex();
+    // (stride, padding, dilation, kernel): stride 1 runs as a convolution, stride 2 as before.
+    for (stride, padding, dilation, kernel) in [(1, 1, 1, 3), (1, 2, 2, 3), (1, 0, 1, 1), (1, 0, 1, 3), (2, 1, 1, 3)] {
+        let x = fixed([2, 5, 7, 6], &device);
+        let weight = fixed([5, 4, kernel, kernel], &device).mul_scalar(0.5);
+        let bias = fixed([4], &device);
+        let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0; 2], [dilation; 2], 1);
+        let out = conv_transpose2d(x.clone(), weight.clone(), Some(bias.clone()), options);
+        let [_, _, out_h, out_w] = out.dims();
+        assert_eq!(out_h, (7 - 1) * stride + dilation * (kernel - 1) + 1 - 2 * padding);
+        assert_eq!(out_w, (6 - 1) * stride + dilation * (kernel - 1) + 1 - 2 * padding);
+
+        // out[n, o, i s - p + k d] += x[n, c, i] w[c, o, k] (per axis), plus the bias.
+        let (vx, vw, vb) = (values(x), values(weight), values(bias));
+        let mut expected: Vec<f64> = (0..2 * 4 * out_h * out_w).map(|i| vb[i / (out_h * out_w) % 4] as f64).collect();
+        for n in 0..2 {
+            for c in 0..5 {
+                for (i, j) in (0..7).flat_map(|i| (0..6).map(move |j| (i, j))) {
+                    for (o, kh, kw) in
+                        (0..4).flat_map(|o| (0..kernel).flat_map(move |kh| (0..kernel).map(move |kw| (o, kh, kw))))
+                    {
+                        let oh = (i * stride + kh * dilation) as isize - padding as isize;
+                        let ow = (j * stride + kw * dilation) as isize - padding as isize;
+                        if (0..out_h as isize).contains(&oh) && (0..out_w as isize).contains(&ow) {
+                            let xv = vx[((n * 5 + c) * 7 + i) * 6 + j] as f64;
+                            let wv = vw[((c * 4 + o) * kernel + kh) * kernel + kw] as f64;
+                            expected[((n * 4 + o) * out_h + oh as usize) * out_w + ow as usize] += xv * wv;
+                        }
+                    }
+                }
+            }
+        }
+        let got = values(out);
+        let worst = got.iter().zip(&expected).map(|(&g, &e)| (g as f64 - e).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-5, "stride {stride} padding {padding} dilation {dilation} kernel {kernel}: {worst}");
+    }
+}
+
+fn relative_error(got: f32, exact: f64) -> f64 {
+    (got as f64 - exact).abs() / exact.abs().max(f64::MIN_POSITIVE)
+}
+
+/// erf in f64 (Abramowitz and Stegun 7.1.28 is too coarse; this is the series and the continued
+/// fraction, good to ~1e-15 on the range the test uses).
+fn libm_erf(x: f64) -> f64 {
+    if x.abs() < 2.5 {
+        // Maclaurin series: 2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n+1)).
+        let (mut term, mut sum, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-17 * sum.abs().max(1e-300) {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc by Lentz's continued fraction: erfc(x) = exp(-x^2)/sqrt(pi) / (x + 1/2 / (x + 1 / (x + ...))).
+        let a = x.abs();
+        let mut f = a;
+        for k in (1..60).rev() {
+            f = a + (k as f64 / 2.0) / f;
+        }
+        let erfc = (-a * a).exp() / std::f64::consts::PI.sqrt() / f;
+        (1.0 - erfc).copysign(x)
+    }
+}

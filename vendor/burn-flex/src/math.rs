@@ -1,0 +1,159 @@
+//! Element-wise math that vectorizes (LoC-rs patch).
+//!
+//! libm's `expf` and `erff` are calls with branches, so a loop over them runs one element at a
+//! time. The functions here are straight-line arithmetic, and [`map_inplace`] / [`map_into`]
+//! compile their loop for the best vector instructions found at run time (macerator's dispatch),
+//! so that a loop over them runs 4 to 16 lanes at once.
+
+use core::mem::MaybeUninit;
+
+/// Below this e^x is subnormal in f32; the result is flushed to 0.
+const EXP_MIN: f32 = -87.336_55;
+/// Above this e^x overflows f32.
+const EXP_MAX: f32 = 88.722_83;
+
+/// e^x, within 2 ulp of the exact value: Cephes' `expf` (x = n ln 2 + r with ln 2 in two
+/// parts, |r| <= ln 2 / 2, a degree-6 polynomial for e^r). Inputs below -87.34 give 0, above
+/// 88.72 infinity; NaN stays NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer, without a call.
+    const ROUND: f32 = 12_582_912.0;
+    let t = x.clamp(EXP_MIN, EXP_MAX);
+    let n = (t * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = t - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_2e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let e_r = p * r * r + r + 1.0;
+    // 2^n in two factors, each a normal f32 for every n in [-126, 128].
+    let n = n as i32;
+    let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    let e = e_r * pow2(n >> 1) * pow2(n - (n >> 1));
+    if x > EXP_MAX {
+        f32::INFINITY
+    } else if x < EXP_MIN {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// 1 / (1 + e^-x), from e^-|x| so that it never overflows (as flex's scalar sigmoid).
+#[inline(always)]
+pub fn sigmoid_f32(x: f32) -> f32 {
+    let e = exp_f32(-x.abs());
+    if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
+}
+
+/// erf(x) within 1.5e-7 absolute (Abramowitz and Stegun 7.1.26, as PyTorch's vectorized CPU
+/// `erf`). For GELU, where 1 + erf(x) is what counts; the `erf` op keeps libm's, whose relative
+/// error stays small near 0.
+#[inline(always)]
+pub fn erf_gelu_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let p = 1.061_405_4_f32;
+    let p = p * t - 1.453_152_1;
+    let p = p * t + 1.421_413_8;
+    let p = p * t - 0.284_496_74;
+    let p = p * t + 0.254_829_6;
+    let y = 1.0 - p * t * exp_f32(-a * a);
+    y.copysign(x)
+}
+
+/// `data[i] = op(data[i])`, compiled for the best vector instructions found at run time.
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+pub(crate) fn map_inplace<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
+    data: &mut [E],
+    op: Op,
+) where
+    E: Copy,
+    Op: Fn(E) -> E,
+{
+    for x in data.iter_mut() {
+        *x = op(*x);
+    }
+}
+
+/// `dst[i] = op(src[i])` over `dst`'s length, compiled as [`map_inplace`].
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+pub(crate) fn map_into<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
+    src: &[E],
+    dst: &mut [MaybeUninit<E>],
+    op: Op,
+) where
+    E: Copy,
+    Op: Fn(E) -> E,
+{
+    let src = &src[..dst.len()];
+    for (d, &s) in dst.iter_mut().zip(src) {
+        d.write(op(s));
+    }
+}
+
+/// `dst[i] = op(dst[i], src[i])` over `dst`'s length, compiled as [`map_inplace`].
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+pub(crate) fn zip_inplace<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
+    dst: &mut [E],
+    src: &[E],
+    op: Op,
+) where
+    E: Copy,
+    Op: Fn(E, E) -> E,
+{
+    let src = &src[..dst.len()];
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = op(*d, s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distance in units of the last place, through the ordered integer view of the bits.
+    fn ulps(a: f32, b: f32) -> u32 {
+        let key = |x: f32| {
+            let i = x.to_bits() as i32;
+            if i < 0 { i32::MIN - i } else { i }
+        };
+        key(a).abs_diff(key(b))
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp_on_its_range() {
+        let mut worst = 0;
+        for i in -87_000..=88_000 {
+            let x = i as f32 * 1e-3 + 1.7e-4;
+            let exact = (x as f64).exp() as f32;
+            worst = worst.max(ulps(exp_f32(x), exact));
+        }
+        assert!(worst <= 2, "worst {worst} ulp");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn erf_for_gelu_is_within_its_bound() {
+        for i in -6000..=6000 {
+            let x = i as f32 * 1e-3;
+            let exact = libm::erf(x as f64);
+            assert!((erf_gelu_f32(x) as f64 - exact).abs() < 2e-7, "x {x}");
+        }
+    }
+}
