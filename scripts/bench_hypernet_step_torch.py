@@ -124,13 +124,14 @@ def main():
         optim.step()
 
     step()
-    runs = 2 if args.sd15 else 5
+    # The median step, as the Rust bench.
+    runs = 3 if args.sd15 else 9
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    seconds = sum(times) / len(times)
+    seconds = sorted(times)[runs // 2]
     name = "SD-1.5 InstructPix2Pix" if args.sd15 else "tiny world"
     print(f"| {name} ({len(targets)} targets) | PyTorch {torch.__version__}, {torch.get_num_threads()} threads | "
           f"{pairs} | {side}x{side} | {seconds:.3f} | {pairs / seconds:.2f} |")

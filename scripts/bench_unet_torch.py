@@ -33,20 +33,21 @@ def bench(name, config, batch, side, repeats):
     timesteps = torch.full((batch,), 500.0)
     context = torch.randn(batch, 77, config["cross_attention_dim"]) * 0.1
 
-    def run(backward):
+    def once(backward):
+        state["lora"] = {n: ((torch.randn(batch, 4, m.in_features) * 0.1).requires_grad_(),
+                             (torch.randn(batch, m.out_features, 4) * 0.1).requires_grad_()) for n, m in targets}
         start = time.perf_counter()
-        for _ in range(repeats):
-            state["lora"] = {n: ((torch.randn(batch, 4, m.in_features) * 0.1).requires_grad_(),
-                                 (torch.randn(batch, m.out_features, 4) * 0.1).requires_grad_()) for n, m in targets}
-            if backward:
-                unet(sample, timesteps, context).sample.pow(2).mean().backward()
-            else:
-                with torch.no_grad():
-                    unet(sample, timesteps, context)
-        return (time.perf_counter() - start) / repeats
+        if backward:
+            unet(sample, timesteps, context).sample.pow(2).mean().backward()
+        else:
+            with torch.no_grad():
+                unet(sample, timesteps, context)
+        return time.perf_counter() - start
 
-    run(False)
-    forward, both = run(False), run(True)
+    # Both modes once untimed, then the median of `repeats`, as the Rust bench.
+    once(False)
+    once(True)
+    forward, both = (sorted(once(b) for _ in range(repeats))[repeats // 2] for b in (False, True))
     params = sum(p.numel() for p in unet.parameters()) / 1e6
     print(f"| {name} | {params:.1f}M | {batch}x{config['in_channels']}x{side}x{side} | {len(targets)} | "
           f"{forward:.3f} | {both:.3f} | PyTorch {torch.__version__}, {torch.get_num_threads()} threads |")
@@ -58,9 +59,9 @@ def main():
     args = parser.parse_args()
     print("| config | params | input | LoRA targets | forward s | forward+backward s | torch |")
     print("|---|---|---|---|---|---|---|")
-    bench("tiny", TINY, 8, 16, 5)
+    bench("tiny", TINY, 8, 16, 9)
     if args.sd15:
-        bench("SD-1.5 InstructPix2Pix", SD15, 1, 32, 1)
+        bench("SD-1.5 InstructPix2Pix", SD15, 1, 32, 3)
 
 
 if __name__ == "__main__":

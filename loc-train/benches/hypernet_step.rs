@@ -134,14 +134,18 @@ fn benchmark() {
         optim.step(hypernet, grads, 1.0, 1e-4)
     };
     hypernet = step(hypernet);
-    let runs = if args.sd15 { 2 } else { 5 };
-    device.sync().expect("device sync");
-    let start = Instant::now();
+    // The median step: one slow step (a page fault storm, another process) moves a mean.
+    let runs = if args.sd15 { 3 } else { 9 };
+    let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
+        device.sync().expect("device sync");
+        let start = Instant::now();
         hypernet = step(hypernet);
+        device.sync().expect("device sync");
+        times.push(start.elapsed().as_secs_f64());
     }
-    device.sync().expect("device sync");
-    let seconds = start.elapsed().as_secs_f64() / runs as f64;
+    times.sort_by(f64::total_cmp);
+    let seconds = times[runs / 2];
     // A device's pools keep the pages they grew to: what they hold after the steps is the peak.
     let device_gib = device.memory_pool_usage().map(|u| u.bytes_reserved as f64 / (1u64 << 30) as f64);
     println!(
