@@ -33,6 +33,24 @@ where
     f(0, dst)
 }
 
+/// Calls `f(index, row)` for each `row_len`-long row of `dst`, rows spread over the threads.
+pub(crate) fn for_each_row<D, F>(dst: &mut [D], row_len: usize, f: F)
+where
+    D: Send,
+    F: Fn(usize, &mut [D]) + Sync + Send,
+{
+    #[cfg(feature = "rayon")]
+    if dst.len() >= MIN_PARALLEL_LEN && rayon::current_num_threads() > 1 {
+        dst.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, row)| f(i, row));
+        return;
+    }
+    for (i, row) in dst.chunks_mut(row_len).enumerate() {
+        f(i, row)
+    }
+}
+
 /// A vector of `len` elements, each chunk filled by `f(start, chunk)` (possibly on
 /// several threads). `f` must write every element of the chunk it is given.
 pub(crate) fn collect_chunks<T, F>(len: usize, f: F) -> Vec<T>

@@ -31,6 +31,36 @@ fn stride_one_conv_padding(
     Some([padding(0)?, padding(1)?])
 }
 
+/// A transposed convolution's f32 kernel `[in, out, kh, kw]` as the equal convolution's
+/// `[out, in, kh, kw]`, each `kh x kw` window reversed, written contiguously in one pass (a
+/// flipped view would be copied element by element through negative strides).
+fn flipped_conv_weight_f32(weight: FlexTensor) -> FlexTensor {
+    let weight = weight.into_contiguous();
+    let [channels_in, channels_out, kh, kw] = weight.layout().shape()[..] else {
+        panic!("conv_transpose2d: a 4D kernel expected");
+    };
+    let window = kh * kw;
+    let src: &[f32] = weight.storage();
+    let shape = Shape::from(alloc::vec![channels_out, channels_in, kh, kw]);
+    if src.is_empty() {
+        return FlexTensor::empty(shape, DType::F32);
+    }
+    let mut out = alloc::vec![0.0f32; src.len()];
+    crate::parallel::for_each_row(&mut out, channels_in * window, |o, row| {
+        for (i, dst) in row.chunks_exact_mut(window).enumerate() {
+            let start = (i * channels_out + o) * window;
+            for (d, &s) in dst.iter_mut().zip(src[start..start + window].iter().rev()) {
+                *d = s;
+            }
+        }
+    });
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
 /// Cast a tensor from half-precision type E to f32.
 pub(crate) fn cast_to_f32<E: Element + Pod + Copy>(
     tensor: FlexTensor,
@@ -300,8 +330,10 @@ impl ModuleOps<Flex> for Flex {
         // LoC-rs patch: at stride 1 a transposed convolution is a convolution with the kernel
         // flipped and its channels swapped, which runs on conv2d's faster kernels. Every
         // stride-1 conv2d's input gradient comes here.
-        if let Some(padding) = stride_one_conv_padding(&weight, &options) {
-            let weight = Flex::float_flip(Flex::float_swap_dims(weight, 0, 1), &[2, 3]);
+        if x.dtype() == DType::F32
+            && let Some(padding) = stride_one_conv_padding(&weight, &options)
+        {
+            let weight = flipped_conv_weight_f32(weight);
             let options = ConvOptions::new([1, 1], padding, options.dilation, 1);
             return Self::conv2d(x, weight, bias, options);
         }
