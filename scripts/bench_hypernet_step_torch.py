@@ -9,7 +9,9 @@ the DDPM denoising MSE (SD-1.5 schedule) backpropagates into `H`, AdamW updates 
 the timed steps after one warm-up (as the Rust bench), on the threads torch picks (`torch.get_num_threads()`).
 
     /work/venv-ref/bin/python scripts/bench_hypernet_step_torch.py [--sd15] [--pairs N] [--side S]
-    (torch, diffusers)
+        [--device cuda] [--precision bf16]
+    (torch, diffusers). `--precision` is the frozen UNet's dtype, as the Rust bench's: `H`, its
+    LoRA factors' master copy and the loss stay f32. On a GPU the table adds the peak memory.
 """
 import argparse
 import time
@@ -86,6 +88,7 @@ def install_hooks(unet, state):
             def hook(module, inputs, output, name=name):
                 down, up = state["lora"][name]
                 x = inputs[0]
+                down, up = down.to(x.dtype), up.to(x.dtype)
                 return output + torch.einsum("nlr,nor->nlo", torch.einsum("nld,nrd->nlr", x, down), up)
             module.register_forward_hook(hook)
 
@@ -95,46 +98,55 @@ def main():
     parser.add_argument("--sd15", action="store_true")
     parser.add_argument("--pairs", type=int)
     parser.add_argument("--side", type=int)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", choices=["f32", "bf16"], default="f32")
     args = parser.parse_args()
+    device, dtype = torch.device(args.device), {"f32": torch.float32, "bf16": torch.bfloat16}[args.precision]
     config, pairs, side, features, width, depth = (SD15, 1, 32, 1024, 256, 6) if args.sd15 else (TINY, 16, 16, 64, 64, 3)
     pairs, side = args.pairs or pairs, args.side or side
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**config).requires_grad_(False)
+    unet = UNet2DConditionModel(**config).requires_grad_(False).to(device, dtype)
     targets = [(name, (m.in_features, m.out_features)) for name, m in unet.named_modules()
                if isinstance(m, nn.Linear) and name.endswith(SUFFIXES)]
-    hypernet = Hypernet(targets, features, width, depth)
+    hypernet = Hypernet(targets, features, width, depth).to(device)
+    hypernet.type_ids = hypernet.type_ids.to(device)
     state = {}
     install_hooks(unet, state)
     optim = torch.optim.AdamW(hypernet.parameters(), lr=1e-4)
     schedule = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
     latent = config["out_channels"]
-    context = torch.zeros(2 * pairs, 8, config["cross_attention_dim"])
+    context = torch.zeros(2 * pairs, 8, config["cross_attention_dim"], device=device, dtype=dtype)
 
     def step():
-        lora = hypernet(torch.randn(pairs, features), torch.randn(pairs, features))
+        lora = hypernet(torch.randn(pairs, features, device=device), torch.randn(pairs, features, device=device))
         state["lora"] = {k: (torch.cat([d, d]), torch.cat([u, -u])) for k, (d, u) in lora.items()}
-        x0 = torch.randn(2 * pairs, latent, side, side)
+        x0 = torch.randn(2 * pairs, latent, side, side, device=device)
         condition, noise = x0.flip(0), torch.randn_like(x0)
-        timesteps = torch.tensor([37 * i % 1000 for i in range(2 * pairs)])
+        timesteps = torch.tensor([37 * i % 1000 for i in range(2 * pairs)], device=device)
         noisy = schedule.add_noise(x0, noise, timesteps)
-        out = unet(torch.cat([noisy, condition], 1), timesteps, context).sample
+        out = unet(torch.cat([noisy, condition], 1).to(dtype), timesteps, context).sample.float()
         loss = ((out - noise) ** 2).mean()
         optim.zero_grad()
         loss.backward()
         optim.step()
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step()
     # The median step, as the Rust bench.
     runs = 3 if args.sd15 else 9
     times = []
     for _ in range(runs):
+        sync()
         start = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - start)
     seconds = sorted(times)[runs // 2]
     name = "SD-1.5 InstructPix2Pix" if args.sd15 else "tiny world"
-    print(f"| {name} ({len(targets)} targets) | PyTorch {torch.__version__}, {torch.get_num_threads()} threads | "
-          f"{pairs} | {side}x{side} | {seconds:.3f} | {pairs / seconds:.2f} |")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    memory = f" {torch.cuda.max_memory_allocated(device) / 2**30:.2f} |" if device.type == "cuda" else ""
+    print(f"| {name} ({len(targets)} targets) | PyTorch {torch.__version__}, {where} | {args.precision} | "
+          f"{pairs} | {side}x{side} | {seconds:.3f} | {pairs / seconds:.2f} |{memory}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ for setting in "${SETTINGS[@]}"; do
                 flags=(--sd15) unet="SD-1.5" step="hypernet step, SD-1.5 (1 pair, 32x32 latents)" size="SD-1.5 UNet (1x8x32x32)"
             fi
             rust=$("$(bench_bin loc-train hypernet_step)" "${flags[@]}" | tail -1 | cell "" 9)
-            torch=$("$PYTHON" scripts/bench_hypernet_step_torch.py "${flags[@]}" | tail -1 | cell "" 6)
+            torch=$("$PYTHON" scripts/bench_hypernet_step_torch.py "${flags[@]}" | tail -1 | cell "" 7)
             row "$step" "$rust" "$torch"
             rust=$("$(bench_bin loc-core unet)" "${flags[@]}")
             torch=$("$PYTHON" scripts/bench_unet_torch.py "${flags[@]}")

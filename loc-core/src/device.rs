@@ -80,6 +80,27 @@ fn vulkan(_: Option<usize>) -> Option<Device> {
     None
 }
 
+/// What runs on `device`, for logs: the CPU backend, or a cubecl runtime with its shader
+/// compiler and the adapter it opened (`wgpu<spirv> on NVIDIA H200`). cubecl falls back from
+/// SPIR-V to WGSL without a word, so a run says which it got. Opens the device.
+pub fn describe(device: &Device) -> String {
+    #[cfg(any(feature = "cuda", feature = "wgpu", feature = "vulkan"))]
+    if let Some(runtime) = cubecl_runtime(device.clone().inner().as_dispatch()) {
+        let adapter = device.identity().map_or_else(|| "an unnamed adapter".into(), |id| id.name);
+        return format!("{runtime} on {adapter}");
+    }
+    format!("{device:?}")
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu", feature = "vulkan"))]
+fn cubecl_runtime(device: &burn::backend::DispatchDevice) -> Option<&'static str> {
+    use burn::backend::DispatchDevice;
+    match device {
+        DispatchDevice::Cube(cube) => Some(cube.client().name()),
+        _ => None,
+    }
+}
+
 /// The dtype the frozen models are stored and run in. `H`, its optimiser state and the loss
 /// stay f32 whatever this is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

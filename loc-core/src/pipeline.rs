@@ -154,8 +154,9 @@ impl InstructPix2Pix {
         self.edit_with_states(images, cond, uncond, lora, options)
     }
 
-    /// Edits `images` with given text states, the initial noise drawn from `options.seed`
-    /// (which seeds the device's generator).
+    /// Edits `images` with given text states, the initial noise drawn from `options.seed` on
+    /// the CPU (seeding its generator) and moved to the images' device: a seed gives the same
+    /// noise on every backend, so an edit on a GPU can be held to the CPU's.
     pub fn edit_with_states(
         &self,
         images: Tensor<4>,
@@ -165,9 +166,11 @@ impl InstructPix2Pix {
         options: &EditOptions,
     ) -> Tensor<4> {
         let device = images.device();
-        device.seed(options.seed);
+        let host = Device::flex();
+        host.seed(options.seed);
         let noise =
-            Tensor::random(latent_shape(self.vae.as_ref(), images.dims()), Distribution::Normal(0.0, 1.0), &device);
+            Tensor::random(latent_shape(self.vae.as_ref(), images.dims()), Distribution::Normal(0.0, 1.0), &host)
+                .to_device(&device);
         edit(&self.unet, self.vae.as_ref(), &self.scheduler, images, cond, uncond, noise, lora, options)
     }
 }

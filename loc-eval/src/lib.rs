@@ -10,9 +10,10 @@
 //!   composition).
 //! - [`report`]: JSON for tools, Markdown for people, PNG contact sheets.
 //!
-//! The `loc-eval` binary's commands (one module each under `src/cli/`) call into these.
+//! [`cli`]: the `loc-eval` command line (one module per command), which calls into these.
 
 pub mod claims;
+pub mod cli;
 pub mod generate;
 pub mod magicbrush;
 pub mod metrics;

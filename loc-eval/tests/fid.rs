@@ -16,20 +16,24 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fid").join(name)
 }
 
+/// The features on the CPU backend and on cubecl's kernels (`common::devices`).
 #[test]
 fn inception_features_equal_pytorch_fid() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    let model = FidInceptionV3::load(&common::inception_folder(dir.path()), &device).unwrap();
+    let folder = common::inception_folder(dir.path());
     let io = read_safetensors(&fixture("io.safetensors")).unwrap();
     // The fixture's 299x299 images: `hashed(.., 7, 0.5) + 0.5`.
     let pixels: Vec<f32> = common::hashed(2 * 3 * 299 * 299, 7, 0.5).into_iter().map(|v| v + 0.5).collect();
-    let images = Tensor::<4>::from_data(TensorData::new(pixels, [2, 3, 299, 299]), &device);
-    let got = model.forward(images).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
-    let want = io["features"].floats();
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let diff = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(diff <= 1e-4 * scale, "features: max diff {diff} (scale {scale})");
+    for on in common::devices() {
+        let model = FidInceptionV3::load(&folder, &on).unwrap();
+        let images = Tensor::<4>::from_data(TensorData::new(pixels.clone(), [2, 3, 299, 299]), &on);
+        let got = model.forward(images).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        let want = io["features"].floats();
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * scale, "{on:?} features: max diff {diff} (scale {scale})");
+    }
 
     // Smaller images are resized to 299 as `F.interpolate(bilinear, align_corners=False)` does.
     let small = Tensor::<4>::from_data(TensorData::new(io["small"].floats(), [2, 3, 48, 64]), &device);

@@ -27,25 +27,32 @@ fn assert_close(got: &[f32], want: &[f32], tolerance: f32, what: &str) {
     assert!(diff <= tolerance * scale, "{what}: max diff {diff} (scale {scale})");
 }
 
+/// On the CPU backend and on cubecl's kernels (`common::devices`).
 #[test]
 fn lpips_equals_the_lpips_package_for_alexnet_and_vgg16() {
-    let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
-    for (net, kind) in [("alex", LpipsNet::Alex), ("vgg", LpipsNet::Vgg)] {
-        let model = Lpips::load(&common::lpips_folder(net, dir.path()), &device).unwrap();
+    for (device, (net, kind)) in
+        common::devices().iter().flat_map(|d| [(d, ("alex", LpipsNet::Alex)), (d, ("vgg", LpipsNet::Vgg))])
+    {
+        let model = Lpips::load(&common::lpips_folder(net, dir.path()), device).unwrap();
         assert_eq!(model.net(), kind);
         let io = read_safetensors(&fixture(&format!("io_{net}.safetensors"))).unwrap();
         let image = |name: &str| {
             let t = &io[name];
             let shape: [usize; 4] = t.shape.clone().try_into().unwrap();
-            Tensor::<4>::from_data(TensorData::new(t.floats(), shape), &device)
+            Tensor::<4>::from_data(TensorData::new(t.floats(), shape), device)
         };
         let (a, b) = (image("in0"), image("in1"));
         for (k, tap) in model.features(a.clone()).into_iter().enumerate() {
             let [_, _, h, w] = tap.dims();
             let first = tap.narrow(0, 0, 1).narrow(1, 0, 8).reshape([8 * h * w]);
-            assert_close(&values(first), &io[&format!("tap{k}")].floats(), 1e-4, &format!("{net} tap {k}"));
+            assert_close(&values(first), &io[&format!("tap{k}")].floats(), 1e-4, &format!("{device:?} {net} tap {k}"));
         }
-        assert_close(&values(model.distance(a, b)), &io["distance"].floats(), 1e-3, &format!("{net} distance"));
+        assert_close(
+            &values(model.distance(a, b)),
+            &io["distance"].floats(),
+            1e-3,
+            &format!("{device:?} {net} distance"),
+        );
     }
 }

@@ -12,8 +12,12 @@
 //!   hypernet run exports is `loc_core::checkpoint`.
 //! - [`logging`]: TensorBoard events, progress bar or plain lines.
 //! - [`dry_run`]: `--dry-run`, the configuration and its data checked without training.
+//! - [`cli`]: the `loc-train` command line; [`bench`]: the timed hypernet step and edit
+//!   (`cargo bench`, and `loc bench` on a machine without Rust).
 
+pub mod bench;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod dry_run;
 pub mod ema;

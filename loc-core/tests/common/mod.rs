@@ -59,3 +59,11 @@ pub fn tensor<const D: usize>(entry: &(Vec<usize>, Vec<f32>), device: &Device) -
 pub fn fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
+
+/// The cubecl device of the tests: wgpu, the machine's first adapter (on a machine without a
+/// GPU, Mesa's lavapipe: `apt install libvulkan1 mesa-vulkan-drivers`), with cubecl's WGSL
+/// compiler. Not `vulkan` (SPIR-V): its matrix product crashes Debian 12's lavapipe
+/// (vendor/UPSTREAM.md, entry 1).
+pub fn cubecl() -> Device {
+    loc_core::device::parse_device("wgpu").unwrap()
+}

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use loc_eval::claims::{ClaimSizes, ClaimsEval, held_out_world};
-use loc_eval::report;
+use crate::claims::{ClaimSizes, ClaimsEval, held_out_world};
+use crate::report;
 
 use super::{Env, SamplingArgs};
 

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::generate::{Editor, Generation, PairSource, Turns};
 use loc_core::pipeline::InstructPix2Pix;
 use loc_data::magicbrush::MagicBrush;
-use loc_eval::generate::{Editor, Generation, PairSource, Turns};
 
 use super::{Env, SamplingArgs};
 

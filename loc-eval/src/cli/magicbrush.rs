@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::{magicbrush, report};
 use anyhow::Context;
-use loc_eval::{magicbrush, report};
 
 use super::{Env, MetricArgs};
 

@@ -1,4 +1,5 @@
-//! `loc-eval`'s commands, one module each, and the flags several of them share.
+//! `loc-eval`'s command line: its commands, one module each, and the flags several of them
+//! share. The `loc-eval` binary and the `loc` multi-call binary both run [`run`].
 
 pub mod claims;
 pub mod edit;
@@ -10,11 +11,14 @@ pub mod quads;
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use burn::prelude::*;
+use clap::{Parser, Subcommand};
 use loc_core::checkpoint::LocModel;
-use loc_core::device::Precision;
+use loc_core::device::{Precision, describe, parse_device};
 use loc_core::pipeline::{EditOptions, Sampling};
-use loc_eval::metrics::embedding::{MetricModels, MetricPaths};
+
+use crate::metrics::embedding::{MetricModels, MetricPaths};
 
 /// Where every command runs, from the global flags.
 pub struct Env {
@@ -85,5 +89,64 @@ impl SamplingArgs {
             Sampling { text_guidance: self.guidance, ..base }
         };
         EditOptions::new(sampling, self.seed)
+    }
+}
+
+/// `loc-eval`'s command line.
+#[derive(Parser)]
+#[command(version, about = "Evaluate and use LoRA of Change models")]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Where the models run: cpu, cuda, cuda:N, wgpu, vulkan:N.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    /// The frozen models' dtype: f32, bf16, f16 (`H` and the metric models stay f32).
+    #[arg(long, global = true, default_value = "f32")]
+    precision: Precision,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one model component on inputs from a safetensors file (parity with diffusers /
+    /// transformers): unet, vae-encode, vae-decode, clip-text, clip-text-projected,
+    /// clip-vision, dino.
+    Forward(forward::ForwardArgs),
+    /// Score generated MagicBrush edits against the ground truth (official layout and
+    /// formulas): L1, L2, PSNR, SSIM, and CLIP-I / CLIP-T / DINO when their models are given.
+    Magicbrush(magicbrush::MagicbrushArgs),
+    /// Edit the MagicBrush test split and write the files the `magicbrush` command reads:
+    /// the editor with each turn's instruction (`--mode text`), or LoC with a visual
+    /// instruction per turn (`--mode pair`).
+    GenerateMagicbrush(generate_magicbrush::GenerateArgs),
+    /// Evaluate a LoC checkpoint on quads (A, A', B, B'): LoC against do-nothing, copy, and
+    /// the editor with the null and the true instruction; pixel metrics, leakage, and CLIP-I /
+    /// DINO / Visual CLIP when their models are given.
+    Quads(quads::QuadsArgs),
+    /// The paper's smaller claims on the procedural world's held-out split: one LoRA reused
+    /// on many queries, +Δ then -Δ, and two LoRAs composed (`claims.json`, `claims.md`).
+    Claims(claims::ClaimsArgs),
+    /// Apply the change shown by a before/after pair (or stored in a LoRA file) to a query image.
+    Edit(edit::EditArgs),
+    /// Write the LoRA generated for a before/after pair (kohya or PEFT safetensors).
+    ExportLora(export_lora::ExportLoraArgs),
+}
+
+/// Runs the command `args` name.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let device = parse_device(&args.device).with_context(|| format!("--device {}", args.device))?;
+    args.precision.check(&device)?;
+    if device != Device::flex() {
+        eprintln!("device: {}", describe(&device));
+    }
+    let env = Env { device, precision: args.precision };
+    match args.command {
+        Command::Forward(args) => forward::run(args, &env),
+        Command::Magicbrush(args) => magicbrush::run(args, &env),
+        Command::GenerateMagicbrush(args) => generate_magicbrush::run(args, &env),
+        Command::Quads(args) => quads::run(args, &env),
+        Command::Claims(args) => claims::run(args, &env),
+        Command::Edit(args) => edit::run(args, &env),
+        Command::ExportLora(args) => export_lora::run(args, &env),
     }
 }

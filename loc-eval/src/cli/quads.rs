@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use crate::quads::{QuadEval, prepare_quads};
 use anyhow::Context;
 use loc_core::pipeline::{EditOptions, Sampling};
 use loc_data::config::SourceConfig;
-use loc_eval::quads::{QuadEval, prepare_quads};
 
 use super::{Env, MetricArgs, SamplingArgs};
 

@@ -133,3 +133,10 @@ pub fn inception_folder(dir: &Path) -> PathBuf {
     write_safetensors(&folder.join("model.safetensors"), &tensors).unwrap();
     folder
 }
+
+/// The CPU backend and cubecl's kernels (wgpu with its WGSL compiler: Mesa's lavapipe on a
+/// machine without a GPU; see `cubecl()` in loc-core's tests), for tests that hold both to a
+/// reference.
+pub fn devices() -> [Device; 2] {
+    [Device::flex(), loc_core::device::parse_device("wgpu").unwrap()]
+}

@@ -66,11 +66,13 @@ impl HypernetTrainee {
         let precision = config.train.precision;
         let editor_dir = config.model.editor.clone().expect("validated: the hypernet stage names its editor");
         let editor = InstructPix2Pix::load(&editor_dir, device)?.with_precision(precision);
+        // A fresh encoder and `H` are drawn on the CPU from the run's seed, then moved: a seed
+        // starts the same weights on every backend (a GPU's generator draws other numbers).
         let (encoder, frozen_encoder) = match &config.model.image_encoder {
             Some(dir) => (ClipVisionModelWithProjection::load(dir, device)?, Some(dir.clone())),
             None => {
                 let tiny = tiny_vision_config(config.data.resolution as usize);
-                (ClipVisionModelWithProjection::new(&tiny, device), None)
+                (ClipVisionModelWithProjection::new(&tiny, &Device::flex()).to_device(device), None)
             }
         };
         let (encoder, frozen_encoder) = if config.model.train_image_encoder {
@@ -84,7 +86,7 @@ impl HypernetTrainee {
         if targets.is_empty() {
             bail!("model.target_suffixes {suffixes:?} match no layer of the editor's UNet");
         }
-        let hypernet = hypernet_config.init(&targets, device);
+        let hypernet = hypernet_config.init(&targets, &Device::flex()).to_device(device);
         let prompt = text_states(&editor, std::slice::from_ref(&config.objective.prompt), device);
         let quads = match (&config.objective.quads, config.objective.quad_weight > 0.0) {
             (Some(source), true) => Some(QuadSampler {

@@ -1,26 +1,22 @@
 //! One InstructPix2Pix edit, timed: VAE encode, `steps` DDIM steps of three-way guidance
 //! (three UNet rows per image), VAE decode. Random weights: the cost, not the picture.
-//!
-//! `cargo bench -p loc-core --bench edit` (tiny UNet and VAE, 64 px, on the CPU)
-//! `cargo bench -p loc-core --bench edit -- --sd15 --device cuda --precision bf16` (SD-1.5
-//! InstructPix2Pix at 512 px, 20 steps: the GPU check's "edit under 1 s")
+//! Defaults: the tiny UNet and VAE at 64 px; `--sd15`: SD-1.5 InstructPix2Pix at 512 px (the
+//! GPU check's "edit under 1 s").
 
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use clap::Parser;
 use loc_core::device::{Precision, cast_module, parse_device};
 use loc_core::pipeline::{EditOptions, Sampling, edit, latent_shape};
 use loc_core::schedule::SchedulerConfig;
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use loc_core::vae::{AutoencoderKL, AutoencoderKLConfig};
 
-loc_core::global_allocator!();
-
-#[derive(Parser)]
-struct Args {
+/// The edit's settings (`loc bench edit`, `cargo bench -p loc-train --bench edit --`).
+#[derive(clap::Args)]
+pub struct EditArgs {
     /// SD-1.5 InstructPix2Pix at 512 px instead of the tiny models at 64 px.
     #[arg(long)]
     sd15: bool,
@@ -30,24 +26,17 @@ struct Args {
     precision: Precision,
     #[arg(long, default_value_t = 20)]
     steps: usize,
-    /// Passed by `cargo bench`.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
-fn main() {
-    loc_core::runtime::run(benchmark);
-}
-
-fn benchmark() {
-    let args = Args::parse();
+/// Times the edit and prints one Markdown table.
+pub fn run(args: &EditArgs) -> anyhow::Result<()> {
     let (name, unet_config, vae_config, side) = if args.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), AutoencoderKLConfig::sd15(), 512)
     } else {
         ("tiny", UNet2DConditionConfig::tiny(), AutoencoderKLConfig::tiny(), 64)
     };
-    let device = parse_device(&args.device).unwrap_or_else(|e| panic!("{e}"));
-    args.precision.check(&device).unwrap_or_else(|e| panic!("{e}"));
+    let device = parse_device(&args.device)?;
+    args.precision.check(&device)?;
     device.seed(0);
     let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.precision);
     let vae = cast_module(AutoencoderKL::new(&vae_config, &device).no_grad(), args.precision);
@@ -88,4 +77,5 @@ fn benchmark() {
         args.steps,
         device_gib.map_or("-".into(), |g| format!("{g:.2}"))
     );
+    Ok(())
 }
