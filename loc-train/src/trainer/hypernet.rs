@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn_dataset::Dataset;
 use image::RgbImage;
@@ -66,13 +66,16 @@ impl HypernetTrainee {
         let precision = config.train.precision;
         let editor_dir = config.model.editor.clone().expect("validated: the hypernet stage names its editor");
         let editor = InstructPix2Pix::load(&editor_dir, device)?.with_precision(precision);
-        // A fresh encoder and `H` are drawn on the CPU from the run's seed, then moved: a seed
-        // starts the same weights on every backend (a GPU's generator draws other numbers).
+        // A fresh encoder and `H` are drawn on the CPU from the run's seed, then forked onto the
+        // device (fresh leaves there): a seed starts the same weights on every backend (a GPU's
+        // generator draws other numbers).
+        let host = Device::flex().with_autodiff_context_from(device);
+        host.seed(config.seed);
         let (encoder, frozen_encoder) = match &config.model.image_encoder {
             Some(dir) => (ClipVisionModelWithProjection::load(dir, device)?, Some(dir.clone())),
             None => {
                 let tiny = tiny_vision_config(config.data.resolution as usize);
-                (ClipVisionModelWithProjection::new(&tiny, &Device::flex()).to_device(device), None)
+                (fork_from_host(ClipVisionModelWithProjection::new(&tiny, &host), device), None)
             }
         };
         let (encoder, frozen_encoder) = if config.model.train_image_encoder {
@@ -86,7 +89,7 @@ impl HypernetTrainee {
         if targets.is_empty() {
             bail!("model.target_suffixes {suffixes:?} match no layer of the editor's UNet");
         }
-        let hypernet = hypernet_config.init(&targets, &Device::flex()).to_device(device);
+        let hypernet = fork_from_host(hypernet_config.init(&targets, &host), device);
         let prompt = text_states(&editor, std::slice::from_ref(&config.objective.prompt), device);
         let quads = match (&config.objective.quads, config.objective.quad_weight > 0.0) {
             (Some(source), true) => Some(QuadSampler {
@@ -260,4 +263,17 @@ impl QuadSampler {
         assert!(!quads.is_empty(), "no readable quad in 64 draws per item of the quad term");
         quad_tensors(&quads, device)
     }
+}
+
+/// `module`, made on the CPU, forked onto `device` as fresh leaves. burn initialises a parameter
+/// lazily, on the device it is first read on, so each is read here first: otherwise the fork
+/// would draw it from the device's own generator.
+fn fork_from_host<M: Module>(module: M, device: &Device) -> M {
+    struct Materialise;
+    impl ModuleMapper for Materialise {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|tensor| tensor)
+        }
+    }
+    module.map(&mut Materialise).fork(device)
 }

@@ -62,9 +62,6 @@ pub fn run(config: &Config, options: &RunOptions, device: &Device) -> anyhow::Re
     let device = if config.train.gradient_checkpointing { device.gradient_checkpointing() } else { device };
     config.train.precision.check(&device)?;
     device.seed(config.seed);
-    // Fresh weights are drawn on the CPU and moved to the device (the hypernet stage's `H` and
-    // encoder): the CPU's generator is seeded too, so a seed gives the same start on every backend.
-    Device::flex().seed(config.seed);
     std::fs::create_dir_all(&config.output_dir).with_context(|| format!("creating {}", config.output_dir.display()))?;
     let sets = config.data.open(config.seed, options.echo)?;
     match config.stage {
