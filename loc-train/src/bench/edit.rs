@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use loc_core::device::{Precision, cast_module, parse_device};
+use loc_core::device::cast_module;
 use loc_core::pipeline::{EditOptions, Sampling, edit, latent_shape};
 use loc_core::schedule::SchedulerConfig;
 use loc_core::unet::{UNet2DConditionConfig, UNet2DConditionModel};
@@ -17,29 +17,24 @@ use loc_core::vae::{AutoencoderKL, AutoencoderKLConfig};
 /// The edit's settings (`loc bench edit`, `cargo bench -p loc-train --bench edit --`).
 #[derive(clap::Args)]
 pub struct EditArgs {
-    /// SD-1.5 InstructPix2Pix at 512 px instead of the tiny models at 64 px.
-    #[arg(long)]
-    sd15: bool,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    /// SD-1.5 (at 512 px for the edit) instead of the tiny models (64 px), the device, the dtype.
+    #[command(flatten)]
+    setting: super::Setting,
     #[arg(long, default_value_t = 20)]
     steps: usize,
 }
 
 /// Times the edit and prints one Markdown table.
 pub fn run(args: &EditArgs) -> anyhow::Result<()> {
-    let (name, unet_config, vae_config, side) = if args.sd15 {
+    let (name, unet_config, vae_config, side) = if args.setting.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), AutoencoderKLConfig::sd15(), 512)
     } else {
         ("tiny", UNet2DConditionConfig::tiny(), AutoencoderKLConfig::tiny(), 64)
     };
-    let device = parse_device(&args.device)?;
-    args.precision.check(&device)?;
+    let device = args.setting.device()?;
     device.seed(0);
-    let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.precision);
-    let vae = cast_module(AutoencoderKL::new(&vae_config, &device).no_grad(), args.precision);
+    let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.setting.precision);
+    let vae = cast_module(AutoencoderKL::new(&vae_config, &device).no_grad(), args.setting.precision);
     let image = Tensor::<4>::random([1, 3, side, side], Distribution::Uniform(-1.0, 1.0), &device);
     let states = |seed: f64| {
         Tensor::<3>::random([1, 77, unet_config.cross_attention_dim], Distribution::Normal(seed, 1.0), &device)
@@ -72,8 +67,8 @@ pub fn run(args: &EditArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {name} | {} | {} | {side}x{side} | {} | {seconds:.3} | {} |",
-        args.device,
-        args.precision,
+        args.setting.device,
+        args.setting.precision,
         args.steps,
         device_gib.map_or("-".into(), |g| format!("{g:.2}"))
     );

@@ -22,7 +22,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use loc_core::clip::{ClipVisionConfig, ClipVisionModelWithProjection};
-use loc_core::device::{Precision, cast_module, parse_device};
+use loc_core::device::cast_module;
 use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, PairFeatures, image_features, select_targets};
 use loc_core::lora::LoraSet;
 use loc_core::schedule::{NoiseSchedule, SchedulerConfig};
@@ -32,13 +32,9 @@ use loc_core::vae::{AutoencoderKL, AutoencoderKLConfig};
 /// The step's settings (`loc bench step`, `cargo bench -p loc-train --bench hypernet_step --`).
 #[derive(clap::Args)]
 pub struct StepArgs {
-    /// SD-1.5 InstructPix2Pix instead of the tiny world's UNet.
-    #[arg(long)]
-    sd15: bool,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value = "f32")]
-    precision: Precision,
+    /// SD-1.5 (at 512 px for the edit) instead of the tiny models (64 px), the device, the dtype.
+    #[command(flatten)]
+    setting: super::Setting,
     /// Pairs per step (default: 1 for SD-1.5, 16 for the tiny world).
     #[arg(long)]
     pairs: Option<usize>,
@@ -62,16 +58,15 @@ fn vit_l14() -> ClipVisionConfig {
 
 /// Times the step and prints one Markdown table.
 pub fn run(args: &StepArgs) -> anyhow::Result<()> {
-    let (name, unet_config, pairs, side, features, width, depth) = if args.sd15 {
+    let (name, unet_config, pairs, side, features, width, depth) = if args.setting.sd15 {
         ("SD-1.5 InstructPix2Pix", UNet2DConditionConfig::sd15_instruct_pix2pix(), 1, 32, 1024, 256, 6)
     } else {
         ("tiny world", tiny_unet_config(), 16, 16, 64, 64, 3)
     };
     let (pairs, side) = (args.pairs.unwrap_or(pairs), args.side.unwrap_or(side));
-    let device = parse_device(&args.device)?.autodiff();
+    let device = args.setting.device()?.autodiff();
     let device = if args.gradient_checkpointing { device.gradient_checkpointing() } else { device };
-    args.precision.check(&device)?;
-    let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.precision);
+    let unet = cast_module(UNet2DConditionModel::new(&unet_config, &device).no_grad(), args.setting.precision);
     let targets = select_targets(&unet.lora_targets(), &DEFAULT_TARGET_SUFFIXES);
     let mut hypernet = HypernetShape { width, depth, ..Default::default() }.config(features).init(&targets, &device);
     let schedule = NoiseSchedule::new(&SchedulerConfig::sd15());
@@ -80,10 +75,13 @@ pub fn run(args: &StepArgs) -> anyhow::Result<()> {
     let context = Tensor::<3>::zeros([2 * pairs, 8, unet_config.cross_attention_dim], &device);
     // The frozen encoders, built only when the step runs them.
     let encoders = args.encoders.then(|| {
-        let (vae, vision) =
-            if args.sd15 { (Some(AutoencoderKLConfig::sd15()), vit_l14()) } else { (None, tiny_vision_config(side)) };
-        let vae = vae.map(|c| cast_module(AutoencoderKL::new(&c, &device).no_grad(), args.precision));
-        (vae, cast_module(ClipVisionModelWithProjection::new(&vision, &device).no_grad(), args.precision))
+        let (vae, vision) = if args.setting.sd15 {
+            (Some(AutoencoderKLConfig::sd15()), vit_l14())
+        } else {
+            (None, tiny_vision_config(side))
+        };
+        let vae = vae.map(|c| cast_module(AutoencoderKL::new(&c, &device).no_grad(), args.setting.precision));
+        (vae, cast_module(ClipVisionModelWithProjection::new(&vision, &device).no_grad(), args.setting.precision))
     });
     let mut step = |hypernet: loc_core::hypernet::Hypernetwork| {
         let random = |shape: [usize; 2]| Tensor::<2>::random(shape, Distribution::Normal(0.0, 1.0), &device);
@@ -118,7 +116,7 @@ pub fn run(args: &StepArgs) -> anyhow::Result<()> {
     };
     hypernet = step(hypernet);
     // The median step: one slow step (a page fault storm, another process) moves a mean.
-    let runs = if args.sd15 { 3 } else { 9 };
+    let runs = if args.setting.sd15 { 3 } else { 9 };
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         device.sync()?;
@@ -138,8 +136,8 @@ pub fn run(args: &StepArgs) -> anyhow::Result<()> {
     println!(
         "| {name} ({} targets) | {} | {} | {} | {} | {pairs} | {side}x{side} | {seconds:.3} | {:.2} | {:.2} | {} |",
         targets.len(),
-        args.device,
-        args.precision,
+        args.setting.device,
+        args.setting.precision,
         args.gradient_checkpointing,
         args.encoders,
         pairs as f64 / seconds,
