@@ -10,10 +10,10 @@
 //! parameters on SD-1.5's 128 attention projections; per shape it is 6 heads. The `up` heads
 //! start at zero, so `Δ = 0` at step 0 while gradients reach every part of `H`.
 
+use crate::nn::gelu;
 use burn::module::{Initializer, Param, ParamId};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use serde::{Deserialize, Serialize};
 

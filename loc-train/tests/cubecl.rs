@@ -40,10 +40,9 @@ fn hypernet_weights(summary: &RunSummary) -> Vec<(String, Vec<f32>)> {
 }
 
 /// One step of LoRA Reverse (exchange, flips, the reverse term, a frozen image encoder): the
-/// loss on cubecl equals the CPU's within 1e-4 and `H`'s gradients within 1e-3 of the largest,
-/// from images and from `[data] cache`. Measured: the losses agree to 6 digits; the gradients
-/// differ by 4.3e-4 of the largest, about that much in every `up` head (the forward passes
-/// agree to 1e-6: see the README on what is left to isolate). The gradients are read through the trainer itself: with AdamW's epsilon and
+/// loss and `H`'s gradients on cubecl equal the CPU's within 1e-4, from images and from `[data]
+/// cache`. Measured: the losses agree to 6 digits, the gradients to 9e-7 of the largest (4.3e-4
+/// before `loc_core::nn::gelu` worked around burn-cubecl's GELU backward). The gradients are read through the trainer itself: with AdamW's epsilon and
 /// learning rate both 1e6 (no clipping, no decay, no warm-up), its first update is
 /// `1e6 g / (|g| + 1e6)`, i.e. `g` to a part in 1e6, so `H` after the step is `H₀ - g`.
 #[test]
@@ -105,7 +104,7 @@ fn one_lora_reverse_step_gives_the_cpus_loss_and_gradients_on_cubecl() {
             "cached {cached}: loss {loss_cpu:.6} (cpu) {loss_gpu:.6} (cubecl); largest |g| {largest:.3e}, worst difference {worst:.3e}"
         );
         assert!(largest > 1e-4, "cached {cached}: the step must move H ({largest:e})");
-        assert!(worst <= 1e-3 * largest, "cached {cached}: H's gradients differ by {worst:e} (largest {largest:e})");
+        assert!(worst <= 1e-4 * largest, "cached {cached}: H's gradients differ by {worst:e} (largest {largest:e})");
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::sigmoid;
+
+use crate::nn::gelu;
 
 use crate::error::ModelError;
 use crate::nn::attention::multi_head_attention;

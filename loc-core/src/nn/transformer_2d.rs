@@ -4,9 +4,9 @@
 //! `models/attention.py` (`BasicTransformerBlock`, `FeedForward`), `models/activations.py`
 //! (`GEGLU`).
 
+use super::gelu;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use super::attention::Attention;
 use super::{group_norm, join};
