@@ -110,14 +110,14 @@ fn one_lora_reverse_step_gives_the_cpus_loss_and_gradients_on_cubecl() {
 
 /// The embedded default, 30 steps on cubecl (4 pairs a step, a one-block decoder in `H` and a
 /// short warm-up, to fit a CPU's software Vulkan): the pair and quad probes fall from step 0,
-/// and the end-of-run evaluation runs on the device. On the CPU backend the same run takes the
-/// pair probe 0.1824 -> 0.1798 and the quad probe 0.1514 -> 0.1421.
+/// and the end-of-run evaluation runs on the device. Measured on lavapipe: pair 0.1824 -> 0.1798,
+/// quad 0.1514 -> 0.1422, as on the CPU backend (0.1798, 0.1421); before `loc_core::nn::gelu`
+/// (vendor/UPSTREAM.md, entry 2) its pair probe rose to 0.1882.
 ///
-/// Ignored: it takes 13.6 minutes on a 2-core machine's lavapipe, and on 2026-12-04 its pair
-/// probe rose there (0.1824 -> 0.1882) where the CPU's falls: the cubecl trajectory leaves the
-/// CPU's (the README's "GPU path" section; `cargo test --workspace -- --ignored short_tiny`).
+/// Ignored by `cargo test` for its time (9.4 minutes on a 2-core machine's lavapipe); `.ci/run`
+/// runs it: `cargo test --workspace -- --ignored short_tiny_world`.
 #[test]
-#[ignore = "13.6 min on lavapipe; its pair probe rose there (open: see the README)"]
+#[ignore = "9.4 min on a 2-core lavapipe: .ci/run runs it"]
 fn a_short_tiny_world_run_learns_on_cubecl() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
