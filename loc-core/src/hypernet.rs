@@ -10,7 +10,6 @@
 //! parameters on SD-1.5's 128 attention projections; per shape it is 6 heads. The `up` heads
 //! start at zero, so `Δ = 0` at step 0 while gradients reach every part of `H`.
 
-use crate::nn::gelu;
 use burn::module::{Initializer, Param, ParamId};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
@@ -20,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::clip::{ClipVisionModelWithProjection, clip_pixels};
 use crate::lora::{LoraDelta, LoraSet, LoraTarget};
 use crate::nn::attention::multi_head_attention;
+use crate::nn::gelu;
 
 /// Which UNet targets get a generated LoRA: paths ending in one of `suffixes`.
 pub const DEFAULT_TARGET_SUFFIXES: [&str; 4] = [".to_q", ".to_k", ".to_v", ".to_out.0"];

@@ -9,10 +9,9 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 
-use crate::nn::gelu;
-
 use crate::error::ModelError;
 use crate::nn::attention::multi_head_attention;
+use crate::nn::gelu;
 use crate::weights::read_config;
 
 /// The sizes of a CLIP encoder.

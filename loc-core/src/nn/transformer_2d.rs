@@ -4,12 +4,11 @@
 //! `models/attention.py` (`BasicTransformerBlock`, `FeedForward`), `models/activations.py`
 //! (`GEGLU`).
 
-use super::gelu;
 use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::attention::Attention;
-use super::{group_norm, join};
+use super::{gelu, group_norm, join};
 use crate::lora::{LoraConv1x1, LoraLayerConfig, LoraLinear, LoraSet, LoraTarget};
 
 /// GEGLU: `proj` to twice the width, then `hidden * gelu(gate)`.
