@@ -123,6 +123,18 @@ impl InstructPix2Pix {
         }
     }
 
+    /// A copy on `device` (another GPU of a data-parallel run): every model forked there as it
+    /// is, frozen or trainable, in its precision.
+    pub fn fork(&self, device: &Device) -> Self {
+        Self {
+            unet: self.unet.clone().fork(device),
+            vae: self.vae.clone().map(|vae| vae.fork(device)),
+            text_encoder: self.text_encoder.clone().fork(device),
+            tokenizer: self.tokenizer.clone(),
+            scheduler: self.scheduler.clone(),
+        }
+    }
+
     /// A copy for inference on the plain (non-autodiff) device, gradients off: sampling with
     /// a model being trained must not build a backward graph.
     pub fn valid(&self) -> Self {

@@ -7,7 +7,9 @@
 //! - [`cache`]: `[data] cache`, the frozen encoders' outputs stored once per item.
 //! - [`optim`]: AdamW, learning-rate schedule, gradient clipping.
 //! - [`probe`]: the held-out denoising probe.
-//! - [`trainer`]: [`run`](trainer::run), the stages and the loop they share.
+//! - [`trainer`]: [`run`](trainer::run), the stages and the loop they share, on one device
+//!   or data-parallel on several ([`run_on`](trainer::run_on)).
+//! - [`sync`]: how the devices' gradients are averaged (on the host, or NCCL).
 //! - [`run_state`]: the run's own checkpoints (atomic, retained, resumed); the LoC model a
 //!   hypernet run exports is `loc_core::checkpoint`.
 //! - [`logging`]: TensorBoard events, progress bar or plain lines.
@@ -27,4 +29,5 @@ pub mod objective;
 pub mod optim;
 pub mod probe;
 pub mod run_state;
+pub mod sync;
 pub mod trainer;

@@ -1,9 +1,11 @@
 //! The losses: the denoising loss of InstructPix2Pix (per sample), the editor's objective with
 //! conditioning dropout, and LoRA Reverse for `H`.
 //!
-//! Every random draw (noise, timesteps, dropout, exchange) comes from an [`StdRng`] the caller
-//! seeds from `(seed, step)`, so a step is a pure function of the weights and the step number:
-//! that is what makes `--resume` reproduce the uninterrupted run.
+//! Every random draw (noise, timesteps, dropout, exchange, quads) comes from the stream of the
+//! sample it concerns ([`SampleRngs`]), seeded from `(seed, step, the sample's index in the
+//! step's batch)`. So a step is a pure function of the weights and the step number, which makes
+//! `--resume` reproduce the uninterrupted run, and a sample draws the same numbers whichever
+//! micro-batch or device carries it, which makes a run the same on any number of devices.
 //!
 //! Follows diffusers `examples/instruct_pix2pix/train_instruct_pix2pix.py` (the training step:
 //! latents, noise, conditioning dropout) for the editor's loss.
@@ -16,6 +18,7 @@ use loc_core::pipeline::{InstructPix2Pix, condition_latents, latent_shape, targe
 use loc_core::schedule::NoiseSchedule;
 use loc_core::unet::UNet2DConditionModel;
 use loc_core::vae::LatentDistribution;
+use loc_data::rng::step_rng;
 use rand::RngExt;
 use rand::rngs::StdRng;
 
@@ -24,19 +27,68 @@ use crate::config::ObjectiveConfig;
 
 /// Standard normal values (Box-Muller) as a tensor of `shape`.
 pub fn normal<const D: usize>(rng: &mut StdRng, shape: [usize; D], device: &Device) -> Tensor<D> {
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
+    let values = normal_values(rng, shape.iter().product());
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+fn normal_values(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n)
         .map(|_| {
             let (u, v): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
             ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
         })
-        .collect();
-    Tensor::from_data(TensorData::new(values, shape), device)
+        .collect()
 }
 
-/// Timesteps drawn uniformly from the schedule.
-pub fn random_timesteps(rng: &mut StdRng, n: usize, schedule: &NoiseSchedule) -> Vec<usize> {
-    (0..n).map(|_| rng.random_range(0..schedule.num_train_timesteps())).collect()
+/// The random streams of a step's samples, one per sample, seeded from `(seed, step, the
+/// sample's index in the step's whole batch)`. A batch of `rows` (a multiple of the samples:
+/// LoRA Reverse's `2N`) takes row `j` from sample `j % N`'s stream, so a sample's draws do not
+/// depend on which other samples share its micro-batch or device.
+pub struct SampleRngs(Vec<StdRng>);
+
+impl SampleRngs {
+    /// The streams of samples `first..first + n` of step `step`.
+    pub fn new(seed: u64, step: u64, first: u64, n: usize) -> Self {
+        Self((first..first + n as u64).map(|i| step_rng(seed, step, i)).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sample `i`'s own stream (its quad draws).
+    pub fn sample(&mut self, i: usize) -> &mut StdRng {
+        &mut self.0[i]
+    }
+
+    /// One uniform draw in `[0, 1)` per sample.
+    pub fn uniform(&mut self) -> Vec<f64> {
+        self.0.iter_mut().map(|rng| rng.random()).collect()
+    }
+
+    /// Standard normal rows of `shape`, row `j` from sample `j % N`.
+    pub fn normal<const D: usize>(&mut self, shape: [usize; D], device: &Device) -> Tensor<D> {
+        let per_row = shape[1..].iter().product();
+        let values: Vec<f32> = self.rows(shape[0]).flat_map(|i| normal_values(&mut self.0[i], per_row)).collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    /// A timestep drawn uniformly from the schedule for each of `rows` rows, row `j` from
+    /// sample `j % N`.
+    pub fn timesteps(&mut self, rows: usize, schedule: &NoiseSchedule) -> Vec<usize> {
+        self.rows(rows).map(|i| self.0[i].random_range(0..schedule.num_train_timesteps())).collect()
+    }
+
+    /// Which sample's stream each of `rows` rows draws from.
+    fn rows(&self, rows: usize) -> impl Iterator<Item = usize> + use<> {
+        let n = self.0.len();
+        assert!(n > 0 && rows.is_multiple_of(n), "{rows} rows for {n} samples' streams");
+        (0..rows).map(move |j| j % n)
+    }
 }
 
 /// Per-sample `[N]` mean squared error of the UNet's output against the target of the
@@ -83,11 +135,11 @@ pub fn editor_loss(
     after: Tensor<4>,
     instructions: &[String],
     dropout: f64,
-    rng: &mut StdRng,
+    rngs: &mut SampleRngs,
 ) -> Loss {
     let device = before.device();
     let n = instructions.len();
-    let draws: Vec<f64> = (0..n).map(|_| rng.random()).collect();
+    let draws = rngs.uniform();
     let prompts: Vec<String> = instructions
         .iter()
         .zip(&draws)
@@ -97,17 +149,17 @@ pub fn editor_loss(
     let keep = Tensor::<1>::from_data(TensorData::new(keep, [n]), &device).reshape([n, 1, 1, 1]);
     let vae = editor.vae.as_ref();
     let shape = latent_shape(vae, after.dims());
-    let x0 = target_latents(vae, after, normal(rng, shape, &device));
+    let x0 = target_latents(vae, after, rngs.normal(shape, &device));
     let condition = condition_latents(vae, before) * keep;
-    let timesteps = random_timesteps(rng, n, schedule);
-    let noise = normal(rng, shape, &device);
+    let timesteps = rngs.timesteps(n, schedule);
+    let noise = rngs.normal(shape, &device);
     let context = text_states(editor, &prompts, &device);
     let total = denoising_loss(&editor.unet, schedule, x0, condition, context, None, &timesteps, noise).mean();
     Loss { terms: vec![("loss/denoise", total.clone())], total }
 }
 
 /// Per-sample denoising loss of G (with `lora`) editing `condition` images into `target`
-/// images, one prompt (`[1, L, D]` states) for all; noise and timesteps from `rng`.
+/// images, one prompt (`[1, L, D]` states) for all; noise and timesteps from `rngs`.
 pub fn conditioned_loss(
     editor: &InstructPix2Pix,
     schedule: &NoiseSchedule,
@@ -115,7 +167,7 @@ pub fn conditioned_loss(
     condition: Tensor<4>,
     prompt: Tensor<3>,
     lora: Option<&LoraSet>,
-    rng: &mut StdRng,
+    rngs: &mut SampleRngs,
 ) -> Tensor<1> {
     let vae = editor.vae.as_ref();
     let target = match vae {
@@ -126,7 +178,7 @@ pub fn conditioned_loss(
         None => Latents { mean: target, logvar: None },
     };
     let condition = condition_latents(vae, condition);
-    latent_loss(editor, schedule, target, condition, prompt, lora, rng)
+    latent_loss(editor, schedule, target, condition, prompt, lora, rngs)
 }
 
 /// What the frozen VAE makes of target images: its latent distribution, or (pixel space, no
@@ -154,12 +206,12 @@ pub fn latent_loss(
     condition: Tensor<4>,
     prompt: Tensor<3>,
     lora: Option<&LoraSet>,
-    rng: &mut StdRng,
+    rngs: &mut SampleRngs,
 ) -> Tensor<1> {
     let device = condition.device();
     let shape = condition.dims();
     let rows = shape[0];
-    let sample_noise = normal(rng, shape, &device);
+    let sample_noise = rngs.normal(shape, &device);
     let x0 = match (target.logvar, editor.vae.as_ref()) {
         (Some(logvar), Some(vae)) => LatentDistribution { mean: target.mean, logvar }
             .sample(sample_noise)
@@ -167,8 +219,8 @@ pub fn latent_loss(
         (None, None) => target.mean,
         _ => panic!("target latents that do not match the editor's VAE"),
     };
-    let timesteps = random_timesteps(rng, rows, schedule);
-    let noise = normal(rng, shape, &device);
+    let timesteps = rngs.timesteps(rows, schedule);
+    let noise = rngs.normal(shape, &device);
     let context = prompt.repeat_dim(0, rows);
     denoising_loss(&editor.unet, schedule, x0, condition, context, lora, &timesteps, noise)
 }
@@ -189,10 +241,15 @@ impl Generator<'_> {
 
 /// Random exchange: each pair is shown as `(A', A)` with probability `prob` (one draw per
 /// sample), as `(A, A')` otherwise. Returns the pairs as `H` sees them and which were swapped.
-pub fn exchange(before: Tensor<4>, after: Tensor<4>, prob: f64, rng: &mut StdRng) -> (Tensor<4>, Tensor<4>, Vec<bool>) {
+pub fn exchange(
+    before: Tensor<4>,
+    after: Tensor<4>,
+    prob: f64,
+    rngs: &mut SampleRngs,
+) -> (Tensor<4>, Tensor<4>, Vec<bool>) {
     let device = before.device();
     let n = before.dims()[0];
-    let swapped = exchange_draws(n, prob, rng);
+    let swapped = exchange_draws(prob, rngs);
     let swap: Vec<f32> = swapped.iter().map(|&s| if s { 1.0 } else { 0.0 }).collect();
     let swap = Tensor::<1>::from_data(TensorData::new(swap, [n]), &device).reshape([n, 1, 1, 1]);
     let keep = swap.clone().neg().add_scalar(1.0);
@@ -201,9 +258,9 @@ pub fn exchange(before: Tensor<4>, after: Tensor<4>, prob: f64, rng: &mut StdRng
     (a, a_edited, swapped)
 }
 
-/// Which of `n` pairs random exchange shows the other way round (one draw per pair).
-pub fn exchange_draws(n: usize, prob: f64, rng: &mut StdRng) -> Vec<bool> {
-    (0..n).map(|_| rng.random::<f64>() < prob).collect()
+/// Which pairs random exchange shows the other way round (one draw per pair).
+pub fn exchange_draws(prob: f64, rngs: &mut SampleRngs) -> Vec<bool> {
+    rngs.uniform().into_iter().map(|r| r < prob).collect()
 }
 
 /// What LoRA Reverse asks of G, one row per denoising sample: the condition image, the
@@ -241,14 +298,14 @@ pub fn lora_reverse_loss(
     after: Tensor<4>,
     prompt: Tensor<3>,
     objective: &ObjectiveConfig,
-    rng: &mut StdRng,
+    rngs: &mut SampleRngs,
 ) -> Loss {
     let n = before.dims()[0];
-    let (a, a_edited, _) = exchange(before, after, objective.exchange_prob, rng);
+    let (a, a_edited, _) = exchange(before, after, objective.exchange_prob, rngs);
     let delta = generator.generate(a.clone(), a_edited.clone());
     let norm = delta.mean_norm();
     let rows = reverse_rows(a, a_edited, delta, objective.reverse_weight > 0.0);
-    let losses = conditioned_loss(editor, schedule, rows.targets, rows.conditions, prompt, Some(&rows.lora), rng);
+    let losses = conditioned_loss(editor, schedule, rows.targets, rows.conditions, prompt, Some(&rows.lora), rngs);
     reverse_terms(losses, n, norm, objective)
 }
 
@@ -261,10 +318,10 @@ pub fn lora_reverse_loss_encoded(
     batch: &EncodedBatch,
     prompt: Tensor<3>,
     objective: &ObjectiveConfig,
-    rng: &mut StdRng,
+    rngs: &mut SampleRngs,
 ) -> Loss {
     let n = batch.len();
-    let swapped = exchange_draws(n, objective.exchange_prob, rng);
+    let swapped = exchange_draws(objective.exchange_prob, rngs);
     let [a, a_edited, b, b_edited] = batch.roles(&swapped);
     let delta = generator.hypernet.forward(a.pair_features(&a_edited));
     let norm = delta.mean_norm();
@@ -274,7 +331,7 @@ pub fn lora_reverse_loss_encoded(
     } else {
         (b_edited.latents, b.mode, delta)
     };
-    let losses = latent_loss(editor, schedule, targets, conditions, prompt, Some(&lora), rng);
+    let losses = latent_loss(editor, schedule, targets, conditions, prompt, Some(&lora), rngs);
     reverse_terms(losses, n, norm, objective)
 }
 
@@ -308,16 +365,38 @@ pub fn quad_loss(
     schedule: &NoiseSchedule,
     [a, a_edited, b, b_edited]: [Tensor<4>; 4],
     prompt: Tensor<3>,
-    rng: &mut StdRng,
+    rngs: &mut SampleRngs,
 ) -> Tensor<1> {
     let lora = generator.generate(a, a_edited);
-    conditioned_loss(editor, schedule, b_edited, b, prompt, Some(&lora), rng).mean()
+    conditioned_loss(editor, schedule, b_edited, b, prompt, Some(&lora), rngs).mean()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use loc_data::rng::step_rng;
+
+    #[test]
+    fn a_samples_draws_do_not_depend_on_its_neighbours() {
+        let device = Device::flex();
+        let schedule = NoiseSchedule::new(&loc_core::schedule::SchedulerConfig::sd15());
+        // Samples 0..4 of a step in one batch, and the same four split 2 + 2 (two devices or
+        // two micro-batches): LoRA Reverse's 2N rows, the timesteps and the uniform draws agree.
+        let draw = |first: u64, n: usize| {
+            let mut rngs = SampleRngs::new(9, 4, first, n);
+            let u = rngs.uniform();
+            let rows: Tensor<2> = rngs.normal([2 * n, 3], &device);
+            let t = rngs.timesteps(2 * n, &schedule);
+            (u, rows.into_data().try_into_vec::<f32>().unwrap(), t)
+        };
+        let (u, rows, t) = draw(0, 4);
+        let ((u1, rows1, t1), (u2, rows2, t2)) = (draw(0, 2), draw(2, 2));
+        assert_eq!(u, [u1, u2].concat());
+        // Row j of the 2N rows is sample j % N's: the forward rows, then the reverse rows.
+        assert_eq!(rows, [&rows1[..6], &rows2[..6], &rows1[6..], &rows2[6..]].concat());
+        assert_eq!(t, [&t1[..2], &t2[..2], &t1[2..], &t2[2..]].concat());
+        assert_ne!(u, SampleRngs::new(9, 5, 0, 4).uniform(), "another step draws anew");
+    }
 
     #[test]
     fn draws_depend_only_on_seed_step_and_stream() {

@@ -15,15 +15,11 @@ use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape, Hypernetwork, s
 use loc_core::lora::LoraSet;
 use loc_core::pipeline::InstructPix2Pix;
 use loc_core::schedule::NoiseSchedule;
-use loc_data::rng::step_rng;
 use loc_train::config::ObjectiveConfig;
 use loc_train::models::tiny_vision_config;
 use loc_train::objective::{
-    Generator, conditioned_loss, denoising_loss, exchange, lora_reverse_loss, normal, random_timesteps, reverse_rows,
-    text_states,
+    Generator, SampleRngs, conditioned_loss, denoising_loss, exchange, lora_reverse_loss, reverse_rows, text_states,
 };
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 
 /// `[N, C, H, W]` values, and the value at `(n, c, y, x)`.
 struct Image {
@@ -148,7 +144,7 @@ fn random_exchange_swaps_each_pair_with_the_configured_probability() {
     let before = Tensor::<1>::from_floats(ids.as_slice(), &device).reshape([n, 1, 1, 1]);
     let after = before.clone().neg().sub_scalar(1.0);
     for prob in [0.0, 0.3, 1.0] {
-        let (a, a_edited, swapped) = exchange(before.clone(), after.clone(), prob, &mut StdRng::seed_from_u64(5));
+        let (a, a_edited, swapped) = exchange(before.clone(), after.clone(), prob, &mut SampleRngs::new(5, 0, 0, n));
         let a: Vec<f32> = a.into_data().try_into_vec::<f32>().unwrap();
         let a_edited: Vec<f32> = a_edited.into_data().try_into_vec::<f32>().unwrap();
         for i in 0..n {
@@ -163,8 +159,12 @@ fn random_exchange_swaps_each_pair_with_the_configured_probability() {
     }
     // One draw per sample, not one per batch: small batches mix swapped and kept pairs.
     let mixed = (0..50u64).filter(|&s| {
-        let (_, _, swapped) =
-            exchange(before.clone().narrow(0, 0, 8), after.clone().narrow(0, 0, 8), 0.5, &mut StdRng::seed_from_u64(s));
+        let (_, _, swapped) = exchange(
+            before.clone().narrow(0, 0, 8),
+            after.clone().narrow(0, 0, 8),
+            0.5,
+            &mut SampleRngs::new(s, 0, 0, 8),
+        );
         swapped.contains(&true) && swapped.contains(&false)
     });
     assert!(mixed.count() > 40);
@@ -192,11 +192,11 @@ fn the_loss_is_built_from_exactly_those_rows_and_weights_the_reverse_term() {
             after.clone(),
             prompt.clone(),
             &objective,
-            &mut step_rng(1, 2, 0),
+            &mut SampleRngs::new(1, 2, 0, n),
         );
 
-        let mut rng = step_rng(1, 2, 0);
-        let (a, a_edited, _) = exchange(before.clone(), after.clone(), exchange_prob, &mut rng);
+        let mut rngs = SampleRngs::new(1, 2, 0, n);
+        let (a, a_edited, _) = exchange(before.clone(), after.clone(), exchange_prob, &mut rngs);
         let delta = generator.generate(a.clone(), a_edited.clone());
         let rows = reverse_rows(a, a_edited, delta, reverse_weight > 0.0);
         let per_row: Vec<f32> = conditioned_loss(
@@ -206,7 +206,7 @@ fn the_loss_is_built_from_exactly_those_rows_and_weights_the_reverse_term() {
             rows.conditions,
             prompt.clone(),
             Some(&rows.lora),
-            &mut rng,
+            &mut rngs,
         )
         .into_data()
         .try_into_vec::<f32>()
@@ -239,15 +239,16 @@ fn a_conditioned_loss_denoises_towards_the_target_given_the_condition() {
     let schedule = NoiseSchedule::new(&editor.scheduler);
     let prompt = text_states(&editor, &[String::new()], &device);
     let shape = [2, 3, 16, 16];
-    let target: Tensor<4> = normal(&mut step_rng(1, 0, 0), shape, &device);
-    let condition: Tensor<4> = normal(&mut step_rng(2, 0, 0), shape, &device);
-    let rng = || step_rng(3, 0, 0);
-    let got = conditioned_loss(&editor, &schedule, target.clone(), condition.clone(), prompt.clone(), None, &mut rng());
+    let target: Tensor<4> = SampleRngs::new(1, 0, 0, 2).normal(shape, &device);
+    let condition: Tensor<4> = SampleRngs::new(2, 0, 0, 2).normal(shape, &device);
+    let rngs = || SampleRngs::new(3, 0, 0, 2);
+    let got =
+        conditioned_loss(&editor, &schedule, target.clone(), condition.clone(), prompt.clone(), None, &mut rngs());
     // The same draws, in the same order: latent sampling noise, timesteps, noise.
-    let mut draws = rng();
-    let _ = normal::<4>(&mut draws, shape, &device);
-    let timesteps = random_timesteps(&mut draws, 2, &schedule);
-    let noise = normal(&mut draws, shape, &device);
+    let mut draws = rngs();
+    let _ = draws.normal::<4>(shape, &device);
+    let timesteps = draws.timesteps(2, &schedule);
+    let noise = draws.normal(shape, &device);
     let context = prompt.repeat_dim(0, 2);
     let expected = denoising_loss(&editor.unet, &schedule, target, condition, context, None, &timesteps, noise);
     let values = |t: Tensor<1>| t.into_data().try_into_vec::<f32>().unwrap();

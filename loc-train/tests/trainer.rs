@@ -10,7 +10,7 @@ use loc_core::schedule::PredictionType;
 use loc_train::config::Config;
 use loc_train::models::{save_editor, tiny_editor};
 use loc_train::probe::Probe;
-use loc_train::trainer::{RunOptions, quad_probe, run, validation_pairs};
+use loc_train::trainer::{RunOptions, quad_probe, run, run_on, validation_pairs};
 
 /// burn's initialisers draw from the device's one generator, seeded by each run: runs in
 /// parallel threads would interleave their draws, so these tests take turns.
@@ -349,4 +349,83 @@ fn a_resumed_run_with_ema_exports_the_uninterrupted_average() {
     let (ema_row, raw_row) = (report.get("LoC").unwrap(), report.get("LoC (raw)").unwrap());
     assert_ne!(ema_row.l2, raw_row.l2);
     assert!(report.get("G null (raw)").is_none(), "rows the weights do not change appear once");
+}
+
+/// `hypernet_config` on a world of 11 pairs (20% held out), so that the batch does not divide
+/// the training set, with AdamW made SGD with momentum: an epsilon far above the gradients
+/// turns the update into `lr / epsilon` (here 1) times the momentum, so a gradient twice too
+/// large moves `H` twice as far (Adam's own update would hide the scale).
+fn data_parallel_config(editor: &Path, output: &Path) -> Config {
+    let mut config = hypernet_config(editor, output, "");
+    config.train.batch_size = 4;
+    config.train.steps = 5;
+    config.optim.learning_rate = 1e6;
+    config.optim.epsilon = 1e6;
+    config.optim.weight_decay = 0.0;
+    config.optim.warmup_steps = 0;
+    config.optim.schedule = loc_train::config::LrSchedule::Constant;
+    config.optim.grad_clip_norm = 0.0;
+    let overrides = ["data.sets.0.source.len=11".to_string(), "data.validation_fraction=0.2".to_string()];
+    Config::from_toml(&config.to_toml(), Path::new("test.toml"), &overrides).unwrap()
+}
+
+/// Every tensor of an exported `H`, by name.
+fn exported_hypernet(dir: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let file = dir.join("hypernet.safetensors");
+    loc_core::weights::read_safetensors(&file).unwrap().into_iter().map(|(n, t)| (n, t.floats())).collect()
+}
+
+fn assert_losses_match(a: &[(u64, f64)], b: &[(u64, f64)], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: step counts");
+    for ((s1, x), (s2, y)) in a.iter().zip(b) {
+        assert_eq!(s1, s2);
+        assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{what}, step {s1}: {x} vs {y}");
+    }
+}
+
+/// Data parallelism: two replicas on the CPU, each on half of every batch with the gradients
+/// averaged on the host, take the same steps and train the same `H` as one replica on the
+/// whole batch (1e-5), on a data set that the batch does not divide.
+#[test]
+fn two_host_averaged_replicas_train_the_h_of_one() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let config = |name: &str| data_parallel_config(&editor, &dir.path().join(name));
+    let one = run_on(&config("one"), &RunOptions::default(), &[Device::flex()]).unwrap();
+    let two = run_on(&config("two"), &RunOptions::default(), &[Device::flex(), Device::flex()]).unwrap();
+    assert_eq!((one.steps_done, two.steps_done), (5, 5));
+    assert_losses_match(&one.losses, &two.losses, "1 vs 2 replicas");
+    let (h1, h2) = (exported_hypernet(&dir.path().join("one/loc")), exported_hypernet(&dir.path().join("two/loc")));
+    let at_step_3 = exported_hypernet(&dir.path().join("one/checkpoints/step-00000003/loc"));
+    let mut moved = 0f32;
+    for (name, a) in &h1 {
+        for ((x, y), z) in a.iter().zip(&h2[name]).zip(&at_step_3[name]) {
+            assert!((x - y).abs() <= 1e-5 * x.abs().max(1.0), "{name}: {x} (1 replica) vs {y} (2 replicas)");
+            moved = moved.max((x - z).abs());
+        }
+    }
+    // The last two steps move `H` far beyond the tolerance: a sum in place of the mean (twice
+    // the step) could not pass.
+    assert!(moved > 1e-3, "H moved only {moved} in two steps");
+}
+
+/// A checkpoint of a 2-replica run holds one copy of `H` and the optimiser: resumed on one
+/// device, it continues the uninterrupted 2-replica run's losses.
+#[test]
+fn a_two_replica_checkpoint_resumes_on_one_device() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let two = [Device::flex(), Device::flex()];
+    let whole = run_on(&data_parallel_config(&editor, &dir.path().join("whole")), &RunOptions::default(), &two);
+    let split = data_parallel_config(&editor, &dir.path().join("split"));
+    let first = run_on(&split, &RunOptions { stop_after: Some(3), ..RunOptions::default() }, &two).unwrap();
+    let resume = RunOptions { resume: Some("latest".into()), ..RunOptions::default() };
+    let second = run_on(&split, &resume, &[Device::flex()]).unwrap();
+    let resumed: Vec<(u64, f64)> = first.losses.iter().chain(&second.losses).copied().collect();
+    assert_losses_match(&whole.unwrap().losses, &resumed, "2 replicas vs 2 then 1");
+    // A batch that the devices cannot share is refused before any work.
+    let err = run_on(&split, &RunOptions::default(), &[Device::flex(), Device::flex(), Device::flex()]).unwrap_err();
+    assert!(err.to_string().contains("3 devices cannot share train.batch_size = 4 evenly"), "{err}");
 }

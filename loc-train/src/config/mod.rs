@@ -110,6 +110,17 @@ pub struct ModelConfig {
     pub hypernet: HypernetShape,
 }
 
+/// Gradient synchronisation across `train.devices` (see [`crate::sync`]).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradientSyncKind {
+    /// The mean taken on the first device: any backend, and the only choice off CUDA.
+    #[default]
+    Host,
+    /// burn's all-reduce through NCCL inside `backward()` (the `cuda` feature, CUDA devices).
+    Nccl,
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum LrSchedule {
@@ -160,6 +171,13 @@ pub struct TrainConfig {
     /// wins. Default: the CPU.
     #[serde(default)]
     pub device: Option<String>,
+    /// Data-parallel training, one replica per device (`["cuda:0", "cuda:1"]`): the global
+    /// `batch_size` is split evenly between them. `--devices` wins; empty: the one `device`.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// How the devices' gradients are averaged: `host` (any backend) or `nccl` (CUDA).
+    #[serde(default)]
+    pub gradient_sync: GradientSyncKind,
     /// The frozen models' dtype (`f32`, `bf16`, `f16`); `H` and its optimiser stay f32.
     #[serde(default)]
     pub precision: Precision,

@@ -106,3 +106,21 @@ fn invalid_values_are_named() {
     let err = load(&format!("{MINIMAL}{eval}"), &["eval.steps=0"]).unwrap_err().to_string();
     assert!(err.contains("`eval.steps` must be at least 1"), "{err}");
 }
+
+#[test]
+fn devices_must_share_the_batch_and_nccl_needs_cuda() {
+    let config = load(MINIMAL, &[r#"train.devices=["cpu", "cpu"]"#]).unwrap();
+    assert_eq!(config.train.devices.len(), 2);
+    assert_eq!(config.train.gradient_sync, GradientSyncKind::Host);
+    let err = load(MINIMAL, &[r#"train.devices=["cpu", "cpu", "cpu"]"#]).unwrap_err().to_string();
+    assert!(err.contains("`train.devices` 3 devices cannot share train.batch_size = 2 evenly"), "{err}");
+    let err = load(MINIMAL, &[r#"train.devices=["cpu", "cpu"]"#, r#"train.device="cpu""#]).unwrap_err().to_string();
+    assert!(err.contains("`train.devices` and train.device both name devices"), "{err}");
+    let err = load(MINIMAL, &[r#"train.devices=["cpu", "tpu"]"#]).unwrap_err().to_string();
+    assert!(err.contains("unknown device `tpu`"), "{err}");
+    let nccl = [r#"train.devices=["cpu", "cpu"]"#, r#"train.gradient_sync="nccl""#];
+    let err = load(MINIMAL, &nccl).unwrap_err().to_string();
+    assert!(err.contains("runs on CUDA devices only, not `cpu`"), "{err}");
+    let err = load(MINIMAL, &[r#"train.gradient_sync="ring""#]).unwrap_err().to_string();
+    assert!(err.contains("ring"), "{err}");
+}

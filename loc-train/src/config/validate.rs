@@ -5,7 +5,9 @@ use loc_core::device::parse_device;
 use loc_core::weights::weights_file;
 use loc_data::config::SourceConfig;
 
-use super::{Config, EvalConfig, ModelConfig, ObjectiveConfig, OptimConfig, ProbeConfig, Stage, TrainConfig};
+use super::{
+    Config, EvalConfig, GradientSyncKind, ModelConfig, ObjectiveConfig, OptimConfig, ProbeConfig, Stage, TrainConfig,
+};
 
 impl Config {
     /// Every section's checks, in file order; the first failure names its field.
@@ -113,6 +115,32 @@ impl OptimConfig {
 }
 
 impl TrainConfig {
+    /// Whether a data-parallel run on `specs` can split `batch_size` and synchronise as asked
+    /// (`train.devices`, or `--devices` given on the command line).
+    pub fn check_devices(&self, specs: &[String]) -> Result<(), String> {
+        for spec in specs {
+            parse_device(spec).map_err(|error| error.to_string())?;
+        }
+        let n = specs.len();
+        if n > 1 && !self.batch_size.is_multiple_of(n) {
+            return Err(format!(
+                "{n} devices cannot share train.batch_size = {} evenly: make it a multiple of {n}",
+                self.batch_size
+            ));
+        }
+        if self.gradient_sync == GradientSyncKind::Nccl {
+            if let Some(other) = specs.iter().find(|s| !(s.as_str() == "cuda" || s.starts_with("cuda:"))) {
+                return Err(format!("train.gradient_sync = \"nccl\" runs on CUDA devices only, not `{other}`"));
+            }
+            let distinct: std::collections::BTreeSet<&str> =
+                specs.iter().map(|s| if s == "cuda" { "cuda:0" } else { s.as_str() }).collect();
+            if distinct.len() < n {
+                return Err("train.gradient_sync = \"nccl\" needs distinct GPUs".into());
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         positive("train.steps", self.steps)?;
         positive("train.batch_size", self.batch_size as u64)?;
@@ -121,6 +149,12 @@ impl TrainConfig {
         positive("train.keep_checkpoints", self.keep_checkpoints as u64)?;
         if let Some(spec) = &self.device {
             parse_device(spec).map_err(|error| ("train.device".to_string(), error.to_string()))?;
+        }
+        if !self.devices.is_empty() {
+            if self.device.is_some() {
+                return invalid("train.devices", "and train.device both name devices: keep one");
+            }
+            self.check_devices(&self.devices).map_err(|problem| ("train.devices".to_string(), problem))?;
         }
         if let Some(decay) = self.ema_decay
             && !(decay > 0.0 && decay < 1.0)

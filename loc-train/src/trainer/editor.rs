@@ -15,12 +15,11 @@ use loc_core::unet::UNet2DConditionModel;
 use loc_data::config::OpenedSet;
 use loc_data::pipeline::PreparedQuad;
 use loc_eval::quads::QuadReport;
-use rand::rngs::StdRng;
 
 use super::{Batch, Evaluation, Trainee};
 use crate::config::Config;
 use crate::models::{LoadedEditor, copy_dir, save_editor, tiny_editor};
-use crate::objective::{Loss, editor_loss};
+use crate::objective::{Loss, SampleRngs, editor_loss};
 use crate::optim::unfreeze;
 use crate::probe::{Probe, ProbeResult};
 
@@ -102,11 +101,15 @@ impl Trainee for EditorTrainee {
         self.editor.text_encoder = weights.text_encoder;
     }
 
-    fn loss(&self, batch: &Batch, config: &Config, rng: &mut StdRng) -> Loss {
+    fn replica(&self, device: &Device) -> Self {
+        Self { editor: self.editor.fork(device), files_from: self.files_from.clone(), schedule: self.schedule.clone() }
+    }
+
+    fn loss(&self, batch: &Batch, config: &Config, rngs: &mut SampleRngs) -> Loss {
         let Batch::Images(batch) = batch else { unreachable!("validated: the editor stage caches nothing") };
         let dropout = config.objective.conditioning_dropout;
         let (before, after) = (batch.before.clone(), batch.after.clone());
-        editor_loss(&self.editor, &self.schedule, before, after, &batch.instructions, dropout, rng)
+        editor_loss(&self.editor, &self.schedule, before, after, &batch.instructions, dropout, rngs)
     }
 
     fn editor(&self) -> &InstructPix2Pix {

@@ -21,13 +21,14 @@ use loc_data::pipeline::{PreparedQuad, Preprocess, quad_tensors};
 use loc_data::record::QuadRecord;
 use loc_eval::quads::QuadReport;
 use rand::RngExt;
-use rand::rngs::StdRng;
 
 use super::{Batch, Evaluation, Trainee};
 use crate::cache::{Encoders, EncodingCache};
 use crate::config::Config;
 use crate::models::{save_image_encoder, tiny_vision_config};
-use crate::objective::{Generator, Loss, lora_reverse_loss, lora_reverse_loss_encoded, quad_loss, text_states};
+use crate::objective::{
+    Generator, Loss, SampleRngs, lora_reverse_loss, lora_reverse_loss_encoded, quad_loss, text_states,
+};
 use crate::optim::unfreeze;
 use crate::probe::{Probe, ProbeResult};
 
@@ -150,7 +151,24 @@ impl Trainee for HypernetTrainee {
         self.weights = weights;
     }
 
-    fn loss(&self, batch: &Batch, config: &Config, rng: &mut StdRng) -> Loss {
+    fn replica(&self, device: &Device) -> Self {
+        let editor = self.editor.fork(device);
+        Self {
+            editor_valid: editor.valid(),
+            editor,
+            editor_dir: self.editor_dir.clone(),
+            weights: self.weights.clone().fork(device),
+            hypernet_config: self.hypernet_config.clone(),
+            frozen_encoder: self.frozen_encoder.clone(),
+            prompt: self.prompt.clone().to_device(device),
+            quads: self.quads.clone(),
+            schedule: self.schedule.clone(),
+            target_suffixes: self.target_suffixes.clone(),
+            resolution: self.resolution,
+        }
+    }
+
+    fn loss(&self, batch: &Batch, config: &Config, rngs: &mut SampleRngs) -> Loss {
         let generator = self.generator(&self.weights);
         let prompt = self.prompt.clone();
         let objective = &config.objective;
@@ -158,14 +176,14 @@ impl Trainee for HypernetTrainee {
         let mut loss = match batch {
             Batch::Images(b) => {
                 let (before, after) = (b.before.clone(), b.after.clone());
-                lora_reverse_loss(editor, &generator, schedule, before, after, prompt, objective, rng)
+                lora_reverse_loss(editor, &generator, schedule, before, after, prompt, objective, rngs)
             }
-            Batch::Encoded(b) => lora_reverse_loss_encoded(editor, &generator, schedule, b, prompt, objective, rng),
+            Batch::Encoded(b) => lora_reverse_loss_encoded(editor, &generator, schedule, b, prompt, objective, rngs),
         };
         if let Some(quads) = &self.quads {
             let device = self.prompt.device();
-            let images = quads.draw(batch.len(), rng, &device);
-            let term = quad_loss(&self.editor, &generator, &self.schedule, images, self.prompt.clone(), rng);
+            let images = quads.draw(rngs, &device);
+            let term = quad_loss(&self.editor, &generator, &self.schedule, images, self.prompt.clone(), rngs);
             loss.total = loss.total + term.clone().mul_scalar(objective.quad_weight);
             loss.terms.push(("loss/quad", term));
         }
@@ -240,27 +258,28 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))
 }
 
-/// Random quads for the quad term, drawn with the step's generator.
+/// Random quads for the quad term, each drawn from its sample's stream.
+#[derive(Clone)]
 struct QuadSampler {
     quads: Arc<dyn Dataset<QuadRecord>>,
     preprocess: Preprocess,
 }
 
 impl QuadSampler {
-    /// `[A, A', B, B']` for `n` quads; unreadable ones are redrawn (a data set whose every
-    /// quad fails stops after a bounded number of tries).
-    fn draw(&self, n: usize, rng: &mut StdRng, device: &Device) -> [Tensor<4>; 4] {
-        let mut quads: Vec<PreparedQuad> = Vec::with_capacity(n);
-        for _ in 0..64 * n {
-            if quads.len() == n {
-                break;
-            }
-            let index = rng.random_range(0..self.quads.len());
-            if let Some(quad) = self.quads.get(index).ok().and_then(|q| self.preprocess.quad(&q, rng).ok()) {
-                quads.push(quad);
-            }
-        }
-        assert!(!quads.is_empty(), "no readable quad in 64 draws per item of the quad term");
+    /// `[A, A', B, B']`, one quad per sample of `rngs`; unreadable ones are redrawn (a data
+    /// set whose quads nearly all fail stops after a bounded number of tries).
+    fn draw(&self, rngs: &mut SampleRngs, device: &Device) -> [Tensor<4>; 4] {
+        let quads: Vec<PreparedQuad> = (0..rngs.len())
+            .map(|i| {
+                let rng = rngs.sample(i);
+                (0..64)
+                    .find_map(|_| {
+                        let index = rng.random_range(0..self.quads.len());
+                        self.quads.get(index).ok().and_then(|q| self.preprocess.quad(&q, rng).ok())
+                    })
+                    .expect("no readable quad in 64 draws for an item of the quad term")
+            })
+            .collect();
         quad_tensors(&quads, device)
     }
 }

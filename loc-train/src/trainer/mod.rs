@@ -3,6 +3,12 @@
 //! accumulation, global gradient-norm clipping, AdamW, the probe, sample grids,
 //! checkpoints, resume, a guard against non-finite losses and a clean stop on Ctrl-C. The
 //! end-of-run quad evaluation follows.
+//!
+//! [`run_on`] trains data-parallel on several devices: one replica per device, each on its
+//! share of every batch, their gradients averaged ([`crate::sync`]). The first device's
+//! replica alone logs, probes, saves and evaluates, and every random draw belongs to a sample
+//! ([`SampleRngs`]), so a run gives the same weights on any number of devices (up to the order
+//! of float sums) and resumes on any number.
 
 mod editor;
 mod hypernet;
@@ -21,11 +27,10 @@ use loc_data::pipeline::{PreparedPair, PreparedQuad, Preprocess, tensor_image};
 use loc_data::rng::step_rng;
 use loc_eval::metrics::embedding::MetricModels;
 use loc_eval::quads::{LoraGenerator, QuadEval, QuadReport};
-use rand::rngs::StdRng;
 
 use crate::cache::{CachedItem, EncodedBatch};
 use crate::config::{Config, EvalConfig, Stage};
-use crate::objective::Loss;
+use crate::objective::{Loss, SampleRngs};
 use crate::probe::{Probe, ProbeResult};
 
 /// How a run is started.
@@ -58,33 +63,53 @@ pub struct RunSummary {
 /// Runs `config` on `device` (without autodiff; the run adds it): builds the models, trains,
 /// exports and evaluates.
 pub fn run(config: &Config, options: &RunOptions, device: &Device) -> anyhow::Result<RunSummary> {
-    let device = device.clone().autodiff();
-    let device = if config.train.gradient_checkpointing { device.gradient_checkpointing() } else { device };
-    config.train.precision.check(&device)?;
-    device.seed(config.seed);
+    run_on(config, options, std::slice::from_ref(device))
+}
+
+/// [`run`] data-parallel on `devices` (the first is the main one), `train.batch_size` split
+/// evenly between them.
+pub fn run_on(config: &Config, options: &RunOptions, devices: &[Device]) -> anyhow::Result<RunSummary> {
+    let n = devices.len();
+    if n == 0 || !config.train.batch_size.is_multiple_of(n) {
+        bail!("{n} devices cannot share train.batch_size = {} evenly", config.train.batch_size);
+    }
+    let devices: Vec<Device> = devices
+        .iter()
+        .map(|device| {
+            let device = device.clone().autodiff();
+            let device = if config.train.gradient_checkpointing { device.gradient_checkpointing() } else { device };
+            config.train.precision.check(&device)?;
+            device.seed(config.seed);
+            Ok(device)
+        })
+        .collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&config.output_dir).with_context(|| format!("creating {}", config.output_dir.display()))?;
     let sets = config.data.open(config.seed, options.echo)?;
     match config.stage {
         Stage::Editor => {
-            let trainee = editor::EditorTrainee::build(config, &sets, &device)?;
-            train_loop::train(trainee, config, &sets, options, &device, None)
+            let trainee = editor::EditorTrainee::build(config, &sets, &devices[0])?;
+            train_loop::train(trainee, config, &sets, options, &devices, None)
         }
         Stage::Hypernet => {
-            let (trainee, cache) = hypernet::HypernetTrainee::build(config, &sets, options.echo, &device)?;
-            train_loop::train(trainee, config, &sets, options, &device, cache)
+            let (trainee, cache) = hypernet::HypernetTrainee::build(config, &sets, options.echo, &devices[0])?;
+            train_loop::train(trainee, config, &sets, options, &devices, cache)
         }
     }
 }
 
 /// What differs between the stages.
-trait Trainee {
+trait Trainee: Send {
     /// What trains (gradients, optimiser state).
     type Weights: Module;
     /// The export's folder name under the output and in each checkpoint.
     const EXPORT: &'static str;
     fn weights(&self) -> Self::Weights;
     fn set_weights(&mut self, weights: Self::Weights);
-    fn loss(&self, batch: &Batch, config: &Config, rng: &mut StdRng) -> Loss;
+    /// A copy on another device for data-parallel training: the same weights (and parameter
+    /// ids), with the frozen models forked there in their precision.
+    fn replica(&self, device: &Device) -> Self;
+    /// The loss of `batch`, each sample drawing from its own stream of `rngs`.
+    fn loss(&self, batch: &Batch, config: &Config, rngs: &mut SampleRngs) -> Loss;
     /// The frozen editor (the stage's models without autodiff are built from it).
     fn editor(&self) -> &InstructPix2Pix;
     fn probe(&self, probe: &Probe, config: &Config) -> ProbeResult;
@@ -125,13 +150,6 @@ impl Batch {
             Batch::Images(PairBatch::from_pairs(&pairs, device))
         } else {
             Batch::Encoded(EncodedBatch::new(&cached, device))
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Batch::Images(batch) => batch.ids.len(),
-            Batch::Encoded(batch) => batch.len(),
         }
     }
 }

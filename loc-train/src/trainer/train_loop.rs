@@ -12,7 +12,6 @@ use burn::prelude::*;
 use loc_core::pipeline::EditOptions;
 use loc_data::config::OpenedSet;
 use loc_data::loader::{Prepare, prepare_pair};
-use loc_data::rng::step_rng;
 use loc_eval::metrics::embedding::MetricModels;
 use loc_eval::report::contact_sheet;
 
@@ -21,16 +20,19 @@ use crate::cache::EncodingCache;
 use crate::config::Config;
 use crate::ema::Ema;
 use crate::logging::Logger;
+use crate::objective::SampleRngs;
 use crate::optim::{AdamW, grad_norm, learning_rate};
 use crate::probe::Probe;
 use crate::run_state::{self, EMA_FILE, OPTIMIZER_FILE, RunState};
+use crate::sync::{self, GradientSync};
 
 /// Pairs in a sample grid.
 const GRID_PAIRS: usize = 4;
 /// Batches the loader prepares ahead of the step.
 const PREFETCH: usize = 4;
 
-/// One optimiser step's gradients and what it logs, summed over its micro-batches.
+/// One replica's share of an optimiser step: its gradients summed over its micro-batches, and
+/// what it logs.
 struct Accumulated<W: Module> {
     weights: W,
     grads: GradientsParams,
@@ -38,23 +40,37 @@ struct Accumulated<W: Module> {
     loss: f64,
     /// Each loss term's mean, by its TensorBoard tag.
     terms: Vec<(&'static str, f64)>,
-    /// The global gradient norm of the mean gradient.
-    norm: f64,
 }
 
-/// Runs `trainee` from `config`'s start (or `options.resume`) to its last step, then exports
-/// and evaluates.
+/// A replica of the trainee on one device, with its optimiser. Rank 0's is the run's: it
+/// alone logs, probes, samples, saves and evaluates.
+struct Rank<T> {
+    trainee: T,
+    optim: AdamW,
+    device: Device,
+}
+
+/// One rank's part of a micro-batch: its items and the index of the first in the step's
+/// whole batch (which seeds each sample's draws).
+struct Shard {
+    first: u64,
+    items: Vec<Prepared>,
+}
+
+/// Runs `trainee` (built on `devices[0]`) from `config`'s start (or `options.resume`) to its
+/// last step, with a replica on each other device, then exports and evaluates.
 pub(super) fn train<T: Trainee>(
     mut trainee: T,
     config: &Config,
     sets: &[OpenedSet],
     options: &RunOptions,
-    device: &Device,
+    devices: &[Device],
     cache: Option<EncodingCache>,
 ) -> anyhow::Result<RunSummary> {
     let out = &config.output_dir;
+    let device = &devices[0];
     let mut state = RunState { step: 0, updates: 0, bad_steps: 0, config: config.to_toml() };
-    let mut optim = AdamW::new(&config.optim);
+    let mut optim_file = None;
     let (ema_decay, ema_warmup) = (config.train.ema_decay, config.train.ema_warmup);
     let mut ema = ema_decay.map(|decay| Ema::new(decay, ema_warmup));
     if let Some(which) = &options.resume {
@@ -68,7 +84,7 @@ pub(super) fn train<T: Trainee>(
             state.config = config.to_toml();
         }
         trainee.restore(&dir.join(T::EXPORT), config)?;
-        optim = AdamW::load(&config.optim, &dir.join(OPTIMIZER_FILE), state.updates, device)?;
+        optim_file = Some(dir.join(OPTIMIZER_FILE));
         if let Some(decay) = ema_decay {
             let file = dir.join(EMA_FILE);
             if file.exists() {
@@ -78,9 +94,22 @@ pub(super) fn train<T: Trainee>(
             }
         }
     }
+    // A checkpoint holds one replica's state: every rank starts from it, whatever the number of
+    // devices that wrote it.
+    let sync = sync::start::<T::Weights>(config.train.gradient_sync, devices)?;
+    let replicas: Vec<T> = devices[1..].iter().map(|device| trainee.replica(device)).collect();
+    let mut ranks = Vec::with_capacity(devices.len());
+    for (mut trainee, device) in std::iter::once(trainee).chain(replicas).zip(devices) {
+        trainee.set_weights(sync.prepare(trainee.weights()));
+        let optim = match &optim_file {
+            Some(file) => AdamW::load(&config.optim, file, state.updates, device)?,
+            None => AdamW::new(&config.optim),
+        };
+        ranks.push(Rank { trainee, optim, device: device.clone() });
+    }
     let total = config.train.steps;
     let mut logger = Logger::new(out, state.step, total, options.echo);
-    let probes = Probes::new(config, sets, &trainee, device)?;
+    let probes = Probes::new(config, sets, &ranks[0].trainee, device)?;
     let sampling = config.eval.as_ref().map(|e| e.sampling.clone()).unwrap_or_default();
     let sample_options = EditOptions::new(sampling, config.seed);
     let accum = config.train.grad_accum as u64;
@@ -102,14 +131,14 @@ pub(super) fn train<T: Trainee>(
     }
     let mut summary = RunSummary::default();
     if state.step == 0 {
-        probes.run(&trainee, 0, config, &mut logger, &mut summary);
+        probes.run(&ranks[0].trainee, 0, config, &mut logger, &mut summary);
     }
     let mut bad_in_a_row = 0;
     let mut ran = 0;
     while state.step < total {
         if stop.load(Ordering::SeqCst) || options.stop_after.is_some_and(|n| ran >= n) {
             logger.line(&format!("stopping at step {}: writing a checkpoint", state.step));
-            let dir = save(&trainee, &optim, ema.as_ref(), &state, config)?;
+            let dir = save(&ranks[0], ema.as_ref(), &state, config)?;
             logger.line(&format!("checkpoint {}", dir.display()));
             logger.finish();
             summary.steps_done = state.step;
@@ -119,11 +148,12 @@ pub(super) fn train<T: Trainee>(
         let started = Instant::now();
         let step = state.step;
         let lr = learning_rate(&config.optim, step, total);
-        let step_batches = (0..accum).map(|_| {
-            let items = batches.recv().context("the data loader stopped")??;
-            Ok(Batch::new(items, device))
-        });
-        let Accumulated { weights, grads, loss, terms, norm } = accumulate(&trainee, step, step_batches, config)?;
+        let micro_batches = (0..accum)
+            .map(|_| Ok(batches.recv().context("the data loader stopped")??))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let shares = accumulate_ranks(&mut ranks, shard(micro_batches, devices.len()), step, config)?;
+        let (weights, grads, loss, terms) = combine(shares, sync.as_ref(), devices);
+        let norm = grad_norm(&weights[0], &grads[0]) / accum as f64;
         state.step += 1;
         ran += 1;
         if !loss.is_finite() || !norm.is_finite() {
@@ -141,31 +171,35 @@ pub(super) fn train<T: Trainee>(
         bad_in_a_row = 0;
         let clip = config.optim.grad_clip_norm;
         let clip_scale = if clip > 0.0 && norm > clip { clip / norm } else { 1.0 };
-        trainee.set_weights(optim.step(weights, grads, clip_scale / accum as f64, lr));
-        state.updates = optim.updates;
+        for ((rank, weights), grads) in ranks.iter_mut().zip(weights).zip(grads) {
+            let updated = rank.optim.step(weights, grads, clip_scale / accum as f64, lr);
+            rank.trainee.set_weights(sync.prepare(updated));
+        }
+        state.updates = ranks[0].optim.updates;
         if let Some(ema) = &mut ema {
-            ema.update(&trainee.weights(), optim.updates);
+            ema.update(&ranks[0].trainee.weights(), state.updates);
         }
         summary.losses.push((step, loss));
         let seconds = started.elapsed().as_secs_f64();
         log_step(&mut logger, config, state.step, StepLog { loss, lr, norm, terms, seconds });
         if state.step.is_multiple_of(config.probe.every) || state.step == total {
-            probes.run(&trainee, state.step, config, &mut logger, &mut summary);
+            probes.run(&ranks[0].trainee, state.step, config, &mut logger, &mut summary);
         }
         if config.train.sample_every > 0
             && (state.step.is_multiple_of(config.train.sample_every) || state.step == total)
         {
-            sample_grid(&trainee, &probes.pairs, &sample_options, config, state.step, &mut logger)?;
+            sample_grid(&ranks[0].trainee, &probes.pairs, &sample_options, config, state.step, &mut logger)?;
         }
         if state.step.is_multiple_of(config.train.checkpoint_every) || state.step == total {
-            save(&trainee, &optim, ema.as_ref(), &state, config)?;
+            save(&ranks[0], ema.as_ref(), &state, config)?;
             logger.flush();
         }
     }
     logger.finish();
     summary.steps_done = state.step;
     summary.bad_steps = state.bad_steps;
-    finish(trainee, ema.as_ref(), config, options, device, summary)
+    let main = ranks.swap_remove(0).trainee;
+    finish(main, ema.as_ref(), config, options, device, summary)
 }
 
 /// The end of a run: the export (of the EMA weights when there are some) and the quad
@@ -220,34 +254,97 @@ fn finish<T: Trainee>(
     Ok(summary)
 }
 
-/// Step `step`'s loss and gradients over its micro-batches, each with its own generator; the
-/// loss, terms and norm are the micro-batches' means.
-fn accumulate<T: Trainee>(
-    trainee: &T,
+/// Every micro-batch's items split into `ranks` equal shares, in order: rank `r` gets the
+/// `r`-th share of each micro-batch.
+fn shard(micro_batches: Vec<Vec<Prepared>>, ranks: usize) -> Vec<Vec<Shard>> {
+    let mut shards: Vec<Vec<Shard>> = (0..ranks).map(|_| Vec::new()).collect();
+    let mut first = 0;
+    for items in micro_batches {
+        let share = items.len() / ranks;
+        let mut items = items.into_iter();
+        for rank_shards in &mut shards {
+            rank_shards.push(Shard { first, items: items.by_ref().take(share).collect() });
+            first += share as u64;
+        }
+    }
+    shards
+}
+
+/// Every rank's share of step `step`, computed in parallel: rank 0 on this thread, the others
+/// on one thread each.
+fn accumulate_ranks<T: Trainee>(
+    ranks: &mut [Rank<T>],
+    shards: Vec<Vec<Shard>>,
     step: u64,
-    batches: impl Iterator<Item = anyhow::Result<Batch>>,
+    config: &Config,
+) -> anyhow::Result<Vec<Accumulated<T::Weights>>> {
+    let (main, others) = ranks.split_first_mut().expect("a run has a device");
+    let mut shards = shards.into_iter();
+    let main_shards = shards.next().expect("a share per rank");
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = others
+            .iter_mut()
+            .zip(shards)
+            .map(|(rank, shards)| scope.spawn(move || accumulate(rank, step, shards, config)))
+            .collect();
+        let mut shares = vec![accumulate(main, step, main_shards, config)];
+        shares.extend(handles.into_iter().map(|handle| handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))));
+        shares.into_iter().collect()
+    })
+}
+
+/// One rank's loss and gradients of step `step` over its micro-batch shares; each sample draws
+/// from its own stream. The loss and terms are the micro-batches' means.
+fn accumulate<T: Trainee>(
+    rank: &Rank<T>,
+    step: u64,
+    shards: Vec<Shard>,
     config: &Config,
 ) -> anyhow::Result<Accumulated<T::Weights>> {
     let accum = config.train.grad_accum as f64;
     let mut accumulator = GradientsAccumulator::<T::Weights>::new();
-    let weights = trainee.weights();
+    let weights = rank.trainee.weights();
     let (mut loss_sum, mut terms) = (0.0, Vec::<(&'static str, f64)>::new());
-    for (micro, batch) in batches.enumerate() {
-        let mut rng = step_rng(config.seed, step, micro as u64);
-        let loss = trainee.loss(&batch?, config, &mut rng);
+    for shard in shards {
+        let mut rngs = SampleRngs::new(config.seed, step, shard.first, shard.items.len());
+        let loss = rank.trainee.loss(&Batch::new(shard.items, &rank.device), config, &mut rngs);
         for (name, value) in &loss.terms {
-            let value = value.clone().into_scalar::<f32>() as f64 / accum;
-            match terms.iter_mut().find(|(n, _)| n == name) {
-                Some((_, sum)) => *sum += value,
-                None => terms.push((name, value)),
-            }
+            add_term(&mut terms, name, value.clone().into_scalar::<f32>() as f64 / accum);
         }
         loss_sum += loss.total.clone().into_scalar::<f32>() as f64 / accum;
         accumulator.accumulate(&weights, GradientsParams::from_grads(loss.total.backward(), &weights));
     }
-    let grads = accumulator.grads();
-    let norm = grad_norm(&weights, &grads) / accum;
-    Ok(Accumulated { weights, grads, loss: loss_sum, terms, norm })
+    Ok(Accumulated { weights, grads: accumulator.grads(), loss: loss_sum, terms })
+}
+
+fn add_term(terms: &mut Vec<(&'static str, f64)>, name: &'static str, value: f64) {
+    match terms.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, sum)) => *sum += value,
+        None => terms.push((name, value)),
+    }
+}
+
+/// The ranks' shares made one step: each rank's weights, each rank's copy of the mean
+/// gradient, and the mean loss and terms (the shares are equal, so these are the whole
+/// batch's).
+#[allow(clippy::type_complexity)]
+fn combine<W: Module>(
+    shares: Vec<Accumulated<W>>,
+    sync: &dyn GradientSync<W>,
+    devices: &[Device],
+) -> (Vec<W>, Vec<GradientsParams>, f64, Vec<(&'static str, f64)>) {
+    let n = shares.len() as f64;
+    let (mut weights, mut grads, mut loss, mut terms) = (Vec::new(), Vec::new(), 0.0, Vec::new());
+    for share in shares {
+        loss += share.loss / n;
+        for (name, value) in share.terms {
+            add_term(&mut terms, name, value / n);
+        }
+        weights.push(share.weights);
+        grads.push(share.grads);
+    }
+    let grads = sync.reduce(grads, &weights[0], devices);
+    (weights, grads, loss, terms)
 }
 
 /// What one finished step reports.
@@ -321,18 +418,12 @@ fn sample_grid<T: Trainee>(
     grid.save(&path).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A run checkpoint: the trainee's export (the raw weights), the optimiser, the EMA and the
-/// run state.
-fn save<T: Trainee>(
-    trainee: &T,
-    optim: &AdamW,
-    ema: Option<&Ema>,
-    state: &RunState,
-    config: &Config,
-) -> anyhow::Result<PathBuf> {
+/// A run checkpoint from rank 0: the trainee's export (the raw weights), the optimiser, the EMA
+/// and the run state.
+fn save<T: Trainee>(rank: &Rank<T>, ema: Option<&Ema>, state: &RunState, config: &Config) -> anyhow::Result<PathBuf> {
     run_state::write(&config.output_dir, state, config.train.keep_checkpoints, |dir| {
-        trainee.export(&dir.join(T::EXPORT), state.step)?;
-        optim.save(&dir.join(OPTIMIZER_FILE))?;
+        rank.trainee.export(&dir.join(T::EXPORT), state.step)?;
+        rank.optim.save(&dir.join(OPTIMIZER_FILE))?;
         ema.map_or(Ok(()), |ema| ema.save(&dir.join(EMA_FILE)))
     })
 }
