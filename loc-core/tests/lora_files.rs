@@ -232,3 +232,49 @@ fn half_precision_files_are_read_as_f32() {
     assert_eq!(values(delta.down.clone()), down);
     assert_eq!(values(delta.up.clone()), up);
 }
+
+/// A kohya file whose attention projections carry different alphas: each module is scaled by
+/// its own `alpha / rank`, as merging the file by hand does. diffusers 0.3x gives such
+/// projections the file's most common alpha instead (its alpha table keeps old-style module
+/// names), so on these files the two differ, and this pins ours.
+#[test]
+fn kohya_modules_with_different_alphas_are_each_scaled_by_their_own() {
+    let device = device();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alphas.safetensors");
+    let block = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0";
+    let up_block = "lora_unet_up_blocks_1_attentions_2_transformer_blocks_0";
+    let targets = targets();
+    // (kohya module, target, d_in, d_out, alpha), rank 2 each: to_q's alpha is the odd one out.
+    let modules = [
+        (format!("{block}_attn1_to_q"), &targets[0].path, 8, 8, 1.0f32),
+        (format!("{block}_attn2_to_k"), &targets[1].path, 12, 8, 8.0),
+        (format!("{up_block}_attn1_to_out_0"), &targets[2].path, 8, 8, 8.0),
+    ];
+    let mut tensors = Vec::new();
+    for (name, _, d_in, d_out, alpha) in &modules {
+        tensors.push((format!("{name}.lora_down.weight"), Dtype::F32, vec![2, *d_in], f32s(2 * d_in)));
+        tensors.push((format!("{name}.lora_up.weight"), Dtype::F32, vec![*d_out, 2], f32s(2 * d_out)));
+        tensors.push((format!("{name}.alpha"), Dtype::F32, vec![], alpha.to_le_bytes().to_vec()));
+    }
+    let borrowed: Vec<_> = tensors.iter().map(|(k, d, s, b)| (k.as_str(), *d, s.clone(), b.clone())).collect();
+    write_file(&path, &borrowed);
+
+    let file = load_lora(&path, &targets, &device).unwrap();
+    for (name, target, d_in, d_out, alpha) in &modules {
+        let delta = file.set.get(target).unwrap();
+        assert_eq!(delta.scale, alpha / 2.0, "{name}: alpha / rank");
+        // By hand: alpha / rank * up @ down, from the file's numbers.
+        let (down, up) = (f32s(2 * d_in), f32s(2 * d_out));
+        let value = |bytes: &[u8], i: usize| f32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+        let update = values(delta.weight_delta());
+        for o in 0..*d_out {
+            for i in 0..*d_in {
+                let want =
+                    alpha / 2.0 * (0..2).map(|r| value(&up, o * 2 + r) * value(&down, r * d_in + i)).sum::<f32>();
+                let got = update[o * d_in + i];
+                assert!((got - want).abs() <= 1e-6 * (1.0 + want.abs()), "{name} [{o}, {i}]: {got} vs {want}");
+            }
+        }
+    }
+}
