@@ -246,15 +246,17 @@ pub fn encode_prompts(
     text_encoder.forward(ids).last_hidden_state
 }
 
+/// How many pixels make one latent along each side: the VAE's downsampling factor (8 for
+/// Stable Diffusion), 1 in pixel space. Image sides must be multiples of it.
+pub fn spatial_factor(vae: Option<&AutoencoderKL>) -> usize {
+    vae.map_or(1, |vae| 1 << (vae.config.block_out_channels.len() - 1))
+}
+
 /// The shape of the latents for images of shape `[n, 3, h, w]`.
 pub fn latent_shape(vae: Option<&AutoencoderKL>, [n, c, h, w]: [usize; 4]) -> [usize; 4] {
-    match vae {
-        Some(vae) => {
-            let factor = 1 << (vae.config.block_out_channels.len() - 1);
-            [n, vae.config.latent_channels, h / factor, w / factor]
-        }
-        None => [n, c, h, w],
-    }
+    let factor = spatial_factor(vae);
+    let channels = vae.map_or(c, |vae| vae.config.latent_channels);
+    [n, channels, h / factor, w / factor]
 }
 
 /// The spatial condition: the VAE's mode, unscaled (InstructPix2Pix), or the pixels.

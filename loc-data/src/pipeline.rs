@@ -255,11 +255,62 @@ pub fn read_image(path: &Path) -> Result<RgbImage, Skip> {
     load_image(&ImageSource::File(path.to_path_buf()))
 }
 
-/// `image` stretched to `resolution` squared, as a `[1, 3, r, r]` tensor in `[-1, 1]` (what
-/// the editing commands feed a model; training crops instead).
-pub fn image_tensor(image: &RgbImage, resolution: u32, device: &Device) -> Tensor<4> {
-    let resized = imageops::resize(image, resolution, resolution, FilterType::CatmullRom);
-    images_to_tensor(&[&resized], device)
+/// A visual instruction `(A, A')` as `[1, 3, r, r]` tensors in `[-1, 1]`, prepared by the
+/// training pipeline's own function with its evaluation settings (centre crop, no flip), so
+/// that `H` sees a pair as it saw pairs in training.
+pub fn instruction_tensors(before: RgbImage, after: RgbImage, resolution: u32, device: &Device) -> [Tensor<4>; 2] {
+    // Centre crop, no flip: the preprocessing draws nothing.
+    let mut unused = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
+    let pair = Preprocess::new(resolution).apply(vec![before, after], &mut unused);
+    [images_to_tensor(&[&pair[0]], device), images_to_tensor(&[&pair[1]], device)]
+}
+
+/// How the editing commands give a query `B` to the model and take its edit `B'` back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryLayout {
+    /// The model's resolution: the query's short side (the square's side with `crop`).
+    pub resolution: u32,
+    /// The long side is rounded to a multiple of this: the VAE's downsampling factor (8 for
+    /// Stable Diffusion), or 1 in pixel space.
+    pub multiple: u32,
+    /// Centre-crop a square as training does, instead of keeping the query's aspect ratio.
+    pub crop: bool,
+}
+
+impl QueryLayout {
+    /// The size the model sees for a query of `size`.
+    pub fn model_size(&self, (width, height): (u32, u32)) -> (u32, u32) {
+        if self.crop {
+            return (self.resolution, self.resolution);
+        }
+        let scale = f64::from(self.resolution) / f64::from(width.min(height));
+        let multiple = f64::from(self.multiple);
+        let long = |side: u32| ((f64::from(side) * scale / multiple).round().max(1.0) * multiple) as u32;
+        if width <= height { (self.resolution, long(height)) } else { (long(width), self.resolution) }
+    }
+
+    /// The query as the model sees it: resized as training resizes (and cropped with `crop`).
+    pub fn prepare(&self, image: &RgbImage) -> RgbImage {
+        if self.crop {
+            return resize_crop(image, self.resolution, 0.5, 0.5);
+        }
+        let (width, height) = self.model_size(image.dimensions());
+        imageops::resize(image, width, height, FilterType::Triangle)
+    }
+
+    /// The model's output for a query of `size`, back at that size (with `crop`, the centre
+    /// square at the query's scale).
+    pub fn restore(&self, edited: &RgbImage, (width, height): (u32, u32)) -> RgbImage {
+        let (width, height) = if self.crop { (width.min(height), width.min(height)) } else { (width, height) };
+        imageops::resize(edited, width, height, FilterType::CatmullRom)
+    }
+
+    /// `query` edited by `edit` (model-size tensors in `[-1, 1]` both ways), at the query's
+    /// size.
+    pub fn edit(&self, query: &RgbImage, device: &Device, edit: impl FnOnce(Tensor<4>) -> Tensor<4>) -> RgbImage {
+        let input = images_to_tensor(&[&self.prepare(query)], device);
+        self.restore(&tensor_image(edit(input)), query.dimensions())
+    }
 }
 
 /// The first image of `[N, 3, H, W]` in `[-1, 1]` as RGB8.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use burn::prelude::*;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba};
-use loc_data::pipeline::{ImageLimits, Preprocess, decode_rgb, images_to_tensor, load_rgb};
+use loc_data::pipeline::{ImageLimits, Preprocess, QueryLayout, decode_rgb, images_to_tensor, load_rgb, tensor_image};
 use loc_data::{ImageSource, PairRecord, SkipKind};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -117,4 +117,78 @@ fn tensors_are_channel_first_in_minus_one_to_one() {
     assert_eq!(&v[4..8], &[1.0; 4]);
     let blue: Vec<f32> = [0.0f32, 85.0, 170.0, 255.0].iter().map(|c| c / 127.5 - 1.0).collect();
     assert_eq!(&v[8..12], blue.as_slice());
+}
+
+/// A white image with a black 45-degree line `x = y + offset`, 2 pixels wide.
+fn diagonal(width: u32, height: u32, offset: i64) -> RgbImage {
+    RgbImage::from_fn(width, height, |x, y| {
+        let on = (0..2).contains(&(x as i64 - y as i64 - offset));
+        Rgb(if on { [0; 3] } else { [255; 3] })
+    })
+}
+
+/// `(row, column)` of the line in every row where it lies well inside the image (the ink's
+/// mean column).
+fn line_points(image: &RgbImage) -> Vec<(f64, f64)> {
+    (0..image.height())
+        .filter_map(|y| {
+            let (ink, weighted) = (0..image.width()).fold((0.0, 0.0), |(w, wx), x| {
+                let ink = 255.0 - f64::from(image.get_pixel(x, y).0[0]);
+                (w + ink, wx + ink * f64::from(x))
+            });
+            let x = weighted / ink;
+            (ink > 255.0 && x > 3.0 && x < f64::from(image.width()) - 4.0 && y > 2 && y + 3 < image.height())
+                .then_some((f64::from(y), x))
+        })
+        .collect()
+}
+
+/// The least-squares slope `dx / dy` of `points`.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (my, mx) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let covariance: f64 = points.iter().map(|(y, x)| (y - my) * (x - mx)).sum();
+    covariance / points.iter().map(|(y, _)| (y - my).powi(2)).sum::<f64>()
+}
+
+#[test]
+fn queries_keep_their_aspect_ratio_and_come_back_at_their_size() {
+    let layout = QueryLayout { resolution: 32, multiple: 8, crop: false };
+    assert_eq!(layout.model_size((90, 60)), (48, 32));
+    assert_eq!(layout.model_size((60, 90)), (32, 48));
+    // The long side is rounded to the VAE's multiple: 100 x 32/60 = 53.3 -> 56.
+    assert_eq!(layout.model_size((100, 60)), (56, 32));
+    assert_eq!(QueryLayout { multiple: 1, ..layout }.model_size((100, 60)), (53, 32));
+    assert_eq!(QueryLayout { crop: true, ..layout }.model_size((100, 60)), (32, 32));
+
+    let device = Device::flex();
+    for (width, height) in [(90, 60), (60, 90)] {
+        let query = diagonal(width, height, 10);
+        // An identity edit: what the model is given comes back as its output.
+        let mut seen = None;
+        let edited = layout.edit(&query, &device, |x| {
+            seen = Some(tensor_image(x.clone()));
+            x
+        });
+        let seen = seen.unwrap();
+        assert_eq!(seen.dimensions(), layout.model_size((width, height)));
+        assert_eq!(edited.dimensions(), (width, height), "B' has B's size");
+        // The model sees the line at 45 degrees (stretching to a square would make it 2:3 or
+        // 3:2 steep), and B' has it where B had it.
+        let (seen_points, edited_points) = (line_points(&seen), line_points(&edited));
+        assert!(seen_points.len() >= 15 && edited_points.len() >= 40, "{width}x{height}: the line is found");
+        let seen_slope = slope(&seen_points);
+        assert!((seen_slope - 1.0).abs() < 0.05, "{width}x{height}: the model sees slope {seen_slope}");
+        for (y, x) in edited_points {
+            assert!((x - (y + 10.5)).abs() < 1.0, "{width}x{height} row {y}: the line is at {x}");
+        }
+    }
+
+    // `crop`: the centre square, as training crops, comes back at the query's scale.
+    let crop = QueryLayout { crop: true, ..layout };
+    let query = ramp(90, 60);
+    let edited = crop.edit(&query, &device, |x| x);
+    assert_eq!(edited.dimensions(), (60, 60));
+    let trained = Preprocess::new(32).apply(vec![query.clone()], &mut StdRng::seed_from_u64(0)).remove(0);
+    assert_eq!(crop.prepare(&query), trained);
 }

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 use burn::prelude::*;
-use image::{RgbImage, imageops};
+use image::RgbImage;
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::LoraSet;
-use loc_core::pipeline::{EditOptions, InstructPix2Pix};
+use loc_core::pipeline::{EditOptions, InstructPix2Pix, spatial_factor};
 use loc_data::magicbrush::{MagicBrush, Session, Turn};
-use loc_data::pipeline::{image_tensor, load_image, read_image, tensor_image};
+use loc_data::pipeline::{QueryLayout, instruction_tensors, load_image, read_image};
 use serde::Deserialize;
 
 /// Where pair mode's visual instruction for a turn comes from.
@@ -93,22 +93,28 @@ impl Generation {
     fn lora(&self, session: &str, turn: &Turn) -> anyhow::Result<Option<LoraSet>> {
         let Editor::Pair(model, source) = &self.editor else { return Ok(None) };
         let (before, after) = source.pair(session, turn)?;
-        let tensor = |image: &RgbImage| image_tensor(image, self.resolution, &self.device);
-        Ok(Some(model.generate(tensor(&before), tensor(&after))))
+        let [before, after] = instruction_tensors(before, after, self.resolution, &self.device);
+        Ok(Some(model.generate(before, after)))
     }
 
     /// One edit of `input` for `turn`, at the input's size.
     fn edit(&self, turn: &Turn, lora: Option<&LoraSet>, input: &RgbImage) -> RgbImage {
-        let query = image_tensor(input, self.resolution, &self.device);
-        let edited = match (&self.editor, lora) {
+        self.layout().edit(input, &self.device, |query| match (&self.editor, lora) {
             (Editor::Text(editor), _) => {
                 editor.edit_with_prompts(query, &[turn.instruction.as_str()], None, &self.options)
             }
             (Editor::Pair(model, _), Some(lora)) => model.edit(query, lora, &self.options),
             (Editor::Pair(..), None) => unreachable!("pair mode edits with the turn's LoRA"),
+        })
+    }
+
+    /// The input at its own aspect ratio, sides a multiple of the editor's VAE factor.
+    fn layout(&self) -> QueryLayout {
+        let editor = match &self.editor {
+            Editor::Text(editor) => editor.as_ref(),
+            Editor::Pair(model, _) => &model.editor,
         };
-        let (w, h) = input.dimensions();
-        imageops::resize(&tensor_image(edited), w, h, imageops::FilterType::CatmullRom)
+        QueryLayout { resolution: self.resolution, multiple: spatial_factor(editor.vae.as_ref()) as u32, crop: false }
     }
 
     /// Writes every turn of `session` into `out/<id>/`.

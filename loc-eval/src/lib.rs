@@ -8,12 +8,14 @@
 //!   baselines.
 //! - [`claims`]: the paper's smaller claims on the procedural world (reuse, reverse,
 //!   composition).
+//! - [`editing`]: a visual instruction applied to queries of any shape (`edit`, `serve`).
 //! - [`report`]: JSON for tools, Markdown for people, PNG contact sheets.
 //!
 //! [`cli`]: the `loc-eval` command line (one module per command), which calls into these.
 
 pub mod claims;
 pub mod cli;
+pub mod editing;
 pub mod generate;
 pub mod magicbrush;
 pub mod metrics;

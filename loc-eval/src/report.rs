@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use font8x8::UnicodeFonts;
 use image::{RgbImage, imageops};
 use serde::Serialize;
 
@@ -45,4 +46,39 @@ pub fn contact_sheet(rows: &[Vec<RgbImage>], cell: u32) -> RgbImage {
         }
     }
     sheet
+}
+
+/// Images side by side in `cell`-pixel squares (as [`contact_sheet`] shows them), each with
+/// its caption in an 8-pixel bitmap font on a strip below.
+pub fn labelled_row(cells: &[(String, &RgbImage)], cell: u32) -> RgbImage {
+    const CAPTION: u32 = 12;
+    let row = contact_sheet(&[cells.iter().map(|(_, image)| (*image).clone()).collect()], cell);
+    // Wide images leave the square cells' lower part empty: the captions go under the tallest.
+    let tallest = cells
+        .iter()
+        .map(|(_, i)| u64::from(i.height()) * u64::from(cell) / u64::from(i.width().max(i.height()).max(1)));
+    let row = imageops::crop_imm(&row, 0, 0, row.width(), (tallest.max().unwrap_or(0) as u32 + 2).min(row.height()))
+        .to_image();
+    let mut sheet = RgbImage::from_pixel(row.width(), row.height() + CAPTION, image::Rgb([255; 3]));
+    imageops::replace(&mut sheet, &row, 0, 0);
+    for (c, (caption, _)) in cells.iter().enumerate() {
+        draw_text(&mut sheet, caption, c as u32 * (cell + 2) + 1, row.height() + 2);
+    }
+    sheet
+}
+
+/// Black 8x8 glyphs from `(x, y)`, clipped at the image's edge; characters the font lacks
+/// are left blank.
+fn draw_text(image: &mut RgbImage, text: &str, x: u32, y: u32) {
+    for (i, character) in text.chars().enumerate() {
+        let Some(glyph) = font8x8::BASIC_FONTS.get(character) else { continue };
+        for (row, bits) in glyph.iter().enumerate() {
+            for column in 0..8 {
+                let (px, py) = (x + i as u32 * 8 + column, y + row as u32);
+                if bits >> column & 1 == 1 && px < image.width() && py < image.height() {
+                    image.put_pixel(px, py, image::Rgb([0; 3]));
+                }
+            }
+        }
+    }
 }

@@ -8,8 +8,10 @@ use burn::prelude::*;
 use common::{run, setup};
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::load_lora;
-use loc_data::pipeline::{ImageLimits, images_to_tensor, load_rgb};
-use loc_data::record::ImageSource;
+use loc_data::config::DataConfig;
+use loc_data::loader::PairBatch;
+use loc_data::pipeline::{instruction_tensors, read_image};
+use loc_eval::editing::pair_lora;
 
 #[test]
 fn export_lora_writes_the_generated_lora_with_strength_and_negation() {
@@ -30,12 +32,7 @@ fn export_lora_writes_the_generated_lora_with_strength_and_negation() {
     let (plain, reversed) =
         (load_lora(&plain, targets, &device).unwrap().set, load_lora(&reversed, targets, &device).unwrap().set);
     // The same pair through the library gives the same LoRA.
-    let read = |p: &Path| {
-        let image = load_rgb(&ImageSource::File(p.to_path_buf()), ImageLimits::default()).unwrap();
-        let resized = image::imageops::resize(&image, 16, 16, image::imageops::FilterType::CatmullRom);
-        images_to_tensor(&[&resized], &device)
-    };
-    let generated = model.generate(read(&before), read(&after));
+    let generated = pair_lora(&model, read_image(&before).unwrap(), read_image(&after).unwrap(), &device);
     let values = |t: Tensor<3>| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
     let mut moved = 0.0f32;
     for (path, delta) in generated.iter() {
@@ -96,6 +93,76 @@ fn edit_returns_the_query_at_its_own_size_deterministically() {
     let worst =
         a.pixels().zip(e.pixels()).flat_map(|(p, q)| p.0.iter().zip(q.0).map(|(x, y)| x.abs_diff(y))).max().unwrap();
     assert!(worst <= 10, "bf16 vs f32: {worst} levels apart");
+}
+
+#[test]
+fn the_pair_reaches_h_as_the_trainer_prepares_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, [before, _, _]) = setup(dir.path());
+    // 3:2 and 2:3, so that the crop shows in both directions.
+    let after = dir.path().join("tall.png");
+    image::RgbImage::from_fn(20, 30, |x, y| image::Rgb([(x * 12) as u8, (y * 8) as u8, 200])).save(&after).unwrap();
+    let manifest = dir.path().join("pairs.jsonl");
+    std::fs::write(&manifest, r#"{"before": "before.png", "after": "tall.png", "id": "p"}"#).unwrap();
+    let config: DataConfig = serde_json::from_value(serde_json::json!({
+        "resolution": 16,
+        "threads": 1,
+        "sets": [{"name": "photos", "source": {"kind": "manifest", "path": manifest}}],
+    }))
+    .unwrap();
+    let sets = config.open(0, false).unwrap();
+    let device = Device::flex();
+    let trained = PairBatch::from_pairs(&config.train_loader(&sets, 1, 0).batch(0).unwrap(), &device);
+    let [a, a_edited] = instruction_tensors(read_image(&before).unwrap(), read_image(&after).unwrap(), 16, &device);
+    assert_eq!(a.dims(), [1, 3, 16, 16]);
+    a.into_data().assert_eq(&trained.before.into_data(), true);
+    a_edited.into_data().assert_eq(&trained.after.into_data(), true);
+}
+
+#[test]
+fn edit_takes_a_folder_at_every_strength_keeping_each_querys_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, [before, after, _]) = setup(dir.path());
+    let queries = dir.path().join("queries");
+    std::fs::create_dir(&queries).unwrap();
+    let gradient =
+        |w: u32, h: u32| image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 8) as u8, 90, (y * 8) as u8]));
+    gradient(30, 20).save(queries.join("wide.png")).unwrap();
+    gradient(20, 30).save(queries.join("tall.jpg")).unwrap();
+    std::fs::write(queries.join("broken.png"), b"\x89PNG not really").unwrap();
+    let out = dir.path().join("edits");
+    let paths = [
+        ("--checkpoint", checkpoint.as_path()),
+        ("--before", &before),
+        ("--after", &after),
+        ("--input", &queries),
+        ("--output", &out),
+    ];
+    let output = run(&["edit", "--steps", "2", "--seed", "3", "--strength", "0,1.5"], &paths);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("edited 2 of 3") && stderr.contains("broken.png"), "{stderr}");
+    let open = |name: &str| image::open(out.join(name)).unwrap().to_rgb8();
+    for (name, size) in [("wide", (30, 20)), ("tall", (20, 30))] {
+        let (none, strong) = (open(&format!("{name}_s0.png")), open(&format!("{name}_s1.5.png")));
+        assert_eq!((none.dimensions(), strong.dimensions()), (size, size), "{name}");
+        assert_ne!(none, strong, "{name}: the strength changes the edit");
+        // The sheet: the query and the two strengths in 256-pixel cells, captions below.
+        let height = if name == "wide" { 256 * 20 / 30 + 2 } else { 258 };
+        assert_eq!(open(&format!("{name}_sheet.png")).dimensions(), (3 * 258, height + 12), "{name}");
+    }
+    assert!(!out.join("broken.png").exists());
+
+    // `--crop`: the centre square, at the query's scale.
+    let square = dir.path().join("square.png");
+    let paths = [
+        ("--checkpoint", checkpoint.as_path()),
+        ("--before", &before),
+        ("--after", &after),
+        ("--input", &queries.join("wide.png")),
+        ("--output", &square),
+    ];
+    run(&["edit", "--steps", "2", "--crop"], &paths);
+    assert_eq!(image::open(&square).unwrap().to_rgb8().dimensions(), (20, 20));
 }
 
 #[test]

@@ -1,17 +1,17 @@
 //! `loc-eval edit`: a trained checkpoint's change, shown by a before/after pair or stored in a
-//! LoRA file, applied to a query image. Images of any size and colour type are read,
-//! stretched to the model resolution, and the edited query is written at its own size.
+//! LoRA file, applied to a query image or a folder of them, at one strength or several. The
+//! LoRA is made once; every query is edited at its own aspect ratio and written at its own
+//! size.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use burn::prelude::*;
-use image::imageops;
-use loc_core::checkpoint::LocModel;
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use loc_core::lora::{LoraSet, load_lora};
-use loc_data::pipeline::{image_tensor, read_image, tensor_image};
+use loc_data::pipeline::read_image;
 
 use super::{Env, SamplingArgs};
+use crate::editing::{edit_query, pair_lora, query_layout, strength_sheet};
 
 #[derive(clap::Args)]
 pub struct EditArgs {
@@ -25,46 +25,147 @@ pub struct EditArgs {
     /// A kohya or PEFT LoRA file (e.g. from export-lora) instead of a pair.
     #[arg(long, conflicts_with_all = ["before", "after"])]
     lora: Option<PathBuf>,
-    #[arg(long)]
-    query: PathBuf,
-    /// The edited query, at the query's size (format from the extension).
-    #[arg(long)]
-    out: PathBuf,
+    /// A query image, or a folder of them (every file in it; unreadable ones are skipped and
+    /// named at the end).
+    #[arg(long, alias = "query")]
+    input: PathBuf,
+    /// For one query image at one strength, the edited image's path (format from the
+    /// extension); otherwise a folder (created) that receives `<query name>.png`, or with
+    /// several strengths `<query name>_s<strength>.png` and a captioned `<query name>_sheet.png`.
+    #[arg(long, alias = "out")]
+    output: PathBuf,
     #[command(flatten)]
     sampling: SamplingArgs,
-    /// Multiplies the generated LoRA.
-    #[arg(long, default_value_t = 1.0)]
-    strength: f32,
+    /// Multiplies the generated LoRA; a list (`0,0.5,1,1.5`) edits at every value.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    strength: Vec<f32>,
     /// Apply the reverse change (-Δ).
     #[arg(long)]
     negate: bool,
+    /// Centre-crop the query to a square as training does (the edit is that square), instead
+    /// of editing the whole query at its aspect ratio.
+    #[arg(long)]
+    crop: bool,
 }
 
+/// Sheet cells, in pixels.
+const SHEET_CELL: u32 = 256;
+
 pub fn run(args: EditArgs, env: &Env) -> anyhow::Result<()> {
+    let queries = queries(&args.input)?;
+    let names = OutputNames::new(&args, &queries)?;
     let (model, device) = (env.load(&args.checkpoint)?, &env.device);
     let lora = match (&args.lora, &args.before, &args.after) {
         (Some(file), _, _) => load_lora(file, &model.hypernet.targets, device)?.set,
-        (None, Some(before), Some(after)) => pair_lora(&model, before, after, device)?,
+        (None, Some(before), Some(after)) => pair_lora(&model, read_image(before)?, read_image(after)?, device),
         _ => unreachable!("clap requires a pair or a LoRA file"),
     };
-    let lora = lora.scaled(args.strength);
     let lora = if args.negate { lora.negate() } else { lora };
-    let ((width, height), query) = model_input(&args.query, model.manifest.resolution, device)?;
-    let pixels = tensor_image(model.edit(query, &lora, &args.sampling.options(true)));
-    let output = imageops::resize(&pixels, width, height, imageops::FilterType::CatmullRom);
-    output.save(&args.out).with_context(|| format!("writing {}", args.out.display()))
+    let scaled: Vec<(f32, LoraSet)> = args.strength.iter().map(|&s| (s, lora.clone().scaled(s))).collect();
+    let (layout, options) = (query_layout(&model, args.crop), args.sampling.options(true));
+
+    let bar = ProgressBar::new(queries.len() as u64);
+    bar.set_style(ProgressStyle::with_template("editing {pos}/{len} [{elapsed_precise} < {eta}] {msg}")?);
+    let mut skipped = Vec::new();
+    for query_path in &queries {
+        bar.set_message(query_path.display().to_string());
+        let query = match read_image(query_path) {
+            Ok(query) => query,
+            Err(skip) => {
+                skipped.push(skip.to_string());
+                bar.inc(1);
+                continue;
+            }
+        };
+        let edits: Vec<(f32, _)> = scaled
+            .iter()
+            .map(|(strength, lora)| (*strength, edit_query(&model, layout, &query, lora, &options, device)))
+            .collect();
+        for (strength, edited) in &edits {
+            let path = names.edit(query_path, *strength);
+            edited.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = names.sheet(query_path) {
+            let sheet =
+                strength_sheet(&layout.restore(&layout.prepare(&query), query.dimensions()), &edits, SHEET_CELL);
+            sheet.save(&path).with_context(|| format!("writing {}", path.display()))?;
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let edited = queries.len() - skipped.len();
+    eprintln!("edited {edited} of {} queries into {}", queries.len(), args.output.display());
+    if !skipped.is_empty() {
+        eprintln!("skipped {} unreadable files:", skipped.len());
+        for reason in &skipped {
+            eprintln!("  {reason}");
+        }
+    }
+    if edited == 0 {
+        bail!("no query in {} could be read", args.input.display());
+    }
+    Ok(())
 }
 
-/// `Δ = H(A, A')` for the pair at these paths.
-pub(super) fn pair_lora(model: &LocModel, before: &Path, after: &Path, device: &Device) -> anyhow::Result<LoraSet> {
-    let resolution = model.manifest.resolution;
-    let (_, a) = model_input(before, resolution, device)?;
-    let (_, a_edited) = model_input(after, resolution, device)?;
-    Ok(model.generate(a, a_edited))
+/// The query files: `input` itself, or the files of the folder `input` in name order.
+fn queries(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !input.is_dir() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(input).with_context(|| format!("reading the folder {}", input.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("--input {}: the folder has no files", input.display());
+    }
+    Ok(files)
 }
 
-/// The image at `path`, its original size, and the model-resolution tensor in `[-1, 1]`.
-fn model_input(path: &Path, resolution: u32, device: &Device) -> anyhow::Result<((u32, u32), Tensor<4>)> {
-    let image = read_image(path)?;
-    Ok((image.dimensions(), image_tensor(&image, resolution, device)))
+/// Where each edit and sheet goes.
+struct OutputNames {
+    /// `--output` is the edited image itself (one query, one strength).
+    single_file: Option<PathBuf>,
+    folder: PathBuf,
+    several: bool,
+}
+
+impl OutputNames {
+    /// Checked before any work: the folder is created, and two queries may not share a name.
+    fn new(args: &EditArgs, queries: &[PathBuf]) -> anyhow::Result<Self> {
+        let several = args.strength.len() > 1;
+        let is_file = !args.input.is_dir() && !several && args.output.extension().is_some() && !args.output.is_dir();
+        let (single_file, folder) = if is_file {
+            (Some(args.output.clone()), args.output.parent().map_or_else(PathBuf::new, Path::to_path_buf))
+        } else {
+            (None, args.output.clone())
+        };
+        if !folder.as_os_str().is_empty() {
+            std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+        }
+        let mut stems: Vec<(String, &PathBuf)> = queries.iter().map(|q| (stem(q), q)).collect();
+        stems.sort();
+        if let Some(pair) = stems.windows(2).find(|w| w[0].0 == w[1].0) {
+            bail!("{} and {} would both be written as {}.png", pair[0].1.display(), pair[1].1.display(), pair[0].0);
+        }
+        Ok(Self { single_file, folder, several })
+    }
+
+    fn edit(&self, query: &Path, strength: f32) -> PathBuf {
+        match &self.single_file {
+            Some(file) => file.clone(),
+            None if self.several => self.folder.join(format!("{}_s{strength}.png", stem(query))),
+            None => self.folder.join(format!("{}.png", stem(query))),
+        }
+    }
+
+    fn sheet(&self, query: &Path) -> Option<PathBuf> {
+        self.several.then(|| self.folder.join(format!("{}_sheet.png", stem(query))))
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map_or_else(|| "query".into(), |s| s.to_string_lossy().into_owned())
 }

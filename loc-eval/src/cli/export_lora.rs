@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use loc_core::lora::{ExportOptions, LoraFormat, save_lora};
+use loc_data::pipeline::read_image;
 
 use super::Env;
-use super::edit::pair_lora;
+use crate::editing::pair_lora;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -37,7 +38,7 @@ pub struct ExportLoraArgs {
 
 pub fn run(args: ExportLoraArgs, env: &Env) -> anyhow::Result<()> {
     let model = env.load(&args.checkpoint)?;
-    let lora = pair_lora(&model, &args.before, &args.after, &env.device)?;
+    let lora = pair_lora(&model, read_image(&args.before)?, read_image(&args.after)?, &env.device);
     let format = match args.format {
         Format::Kohya => LoraFormat::Kohya,
         Format::Peft => LoraFormat::Peft,
