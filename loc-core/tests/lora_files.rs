@@ -234,7 +234,7 @@ fn half_precision_files_are_read_as_f32() {
 }
 
 /// A kohya file whose attention projections carry different alphas: each module is scaled by
-/// its own `alpha / rank`, as merging the file by hand does. diffusers 0.3x gives such
+/// its own `alpha / rank`, as merging the file by hand does. diffusers (0.42, docs/formats.md) gives such
 /// projections the file's most common alpha instead (its alpha table keeps old-style module
 /// names), so on these files the two differ, and this pins ours.
 #[test]

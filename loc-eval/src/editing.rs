@@ -1,4 +1,5 @@
-//! A visual instruction applied to queries: what `edit` and `serve` share. The pair goes to
+//! A visual instruction applied to queries: what `edit`, `export-lora` and
+//! `generate-magicbrush` share. The pair goes to
 //! `H` as training prepares pairs; each query is edited at its own aspect ratio (or
 //! centre-cropped) and comes back at its own size.
 
@@ -6,7 +7,7 @@ use burn::prelude::*;
 use image::RgbImage;
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::LoraSet;
-use loc_core::pipeline::{EditOptions, spatial_factor};
+use loc_core::pipeline::{EditOptions, InstructPix2Pix, spatial_factor};
 use loc_data::pipeline::{QueryLayout, instruction_tensors};
 
 use crate::report::labelled_row;
@@ -17,10 +18,9 @@ pub fn pair_lora(model: &LocModel, before: RgbImage, after: RgbImage, device: &D
     model.generate(before, after)
 }
 
-/// How `model` sees queries: at its resolution, sides a multiple of its VAE's factor.
-pub fn query_layout(model: &LocModel, crop: bool) -> QueryLayout {
-    let multiple = spatial_factor(model.editor.vae.as_ref()) as u32;
-    QueryLayout { resolution: model.manifest.resolution, multiple, crop }
+/// How `editor` sees queries at `resolution`: sides a multiple of its VAE's factor.
+pub fn query_layout(editor: &InstructPix2Pix, resolution: u32, crop: bool) -> QueryLayout {
+    QueryLayout { resolution, multiple: spatial_factor(editor.vae.as_ref()) as u32, crop }
 }
 
 /// `B' = G(Δ, B)` at `B`'s size (`lora` already scaled or negated as wanted).

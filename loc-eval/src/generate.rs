@@ -13,10 +13,12 @@ use burn::prelude::*;
 use image::RgbImage;
 use loc_core::checkpoint::LocModel;
 use loc_core::lora::LoraSet;
-use loc_core::pipeline::{EditOptions, InstructPix2Pix, spatial_factor};
+use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_data::magicbrush::{MagicBrush, Session, Turn};
 use loc_data::pipeline::{QueryLayout, instruction_tensors, load_image, read_image};
 use serde::Deserialize;
+
+use crate::editing::query_layout;
 
 /// Where pair mode's visual instruction for a turn comes from.
 pub enum PairSource {
@@ -114,7 +116,7 @@ impl Generation {
             Editor::Text(editor) => editor.as_ref(),
             Editor::Pair(model, _) => &model.editor,
         };
-        QueryLayout { resolution: self.resolution, multiple: spatial_factor(editor.vae.as_ref()) as u32, crop: false }
+        query_layout(editor, self.resolution, false)
     }
 
     /// Writes every turn of `session` into `out/<id>/`.

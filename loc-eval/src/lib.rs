@@ -8,7 +8,7 @@
 //!   baselines.
 //! - [`claims`]: the paper's smaller claims on the procedural world (reuse, reverse,
 //!   composition).
-//! - [`editing`]: a visual instruction applied to queries of any shape (`edit`, `serve`).
+//! - [`editing`]: a visual instruction applied to queries of any shape (`edit`, `export-lora`, `generate-magicbrush`).
 //! - [`report`]: JSON for tools, Markdown for people, PNG contact sheets.
 //!
 //! [`cli`]: the `loc-eval` command line (one module per command), which calls into these.

@@ -62,7 +62,8 @@ pub fn run(args: EditArgs, env: &Env) -> anyhow::Result<()> {
     };
     let lora = if args.negate { lora.negate() } else { lora };
     let scaled: Vec<(f32, LoraSet)> = args.strength.iter().map(|&s| (s, lora.clone().scaled(s))).collect();
-    let (layout, options) = (query_layout(&model, args.crop), args.sampling.options(true));
+    let (layout, options) =
+        (query_layout(&model.editor, model.manifest.resolution, args.crop), args.sampling.options(true));
 
     let bar = ProgressBar::new(queries.len() as u64);
     bar.set_style(ProgressStyle::with_template("editing {pos}/{len} [{elapsed_precise} < {eta}] {msg}")?);
