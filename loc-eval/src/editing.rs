@@ -1,7 +1,6 @@
-//! A visual instruction applied to queries: what `edit`, `export-lora` and
-//! `generate-magicbrush` share. The pair goes to
-//! `H` as training prepares pairs; each query is edited at its own aspect ratio (or
-//! centre-cropped) and comes back at its own size.
+//! A visual instruction applied to queries: what `edit`, `export-lora`, `generate-magicbrush`
+//! and `serve` share. The pair goes to `H` as training prepares pairs; each query is edited
+//! at its own aspect ratio (or centre-cropped) and comes back at its own size.
 
 use burn::prelude::*;
 use image::RgbImage;

@@ -8,7 +8,9 @@
 //!   baselines.
 //! - [`claims`]: the paper's smaller claims on the procedural world (reuse, reverse,
 //!   composition).
-//! - [`editing`]: a visual instruction applied to queries of any shape (`edit`, `export-lora`, `generate-magicbrush`).
+//! - [`editing`]: a visual instruction applied to queries of any shape (`edit`, `export-lora`,
+//!   `generate-magicbrush`, `serve`).
+//! - [`serve`]: a local web page to try a checkpoint.
 //! - [`report`]: JSON for tools, Markdown for people, PNG contact sheets.
 //!
 //! [`cli`]: the `loc-eval` command line (one module per command), which calls into these.
@@ -21,3 +23,4 @@ pub mod magicbrush;
 pub mod metrics;
 pub mod quads;
 pub mod report;
+pub mod serve;

@@ -1,4 +1,4 @@
-//! `loc-eval`: editing with a trained LoC checkpoint (`edit`, `export-lora`), the MagicBrush
+//! `loc-eval`: editing with a trained LoC checkpoint (`edit`, `export-lora`, `serve`), the MagicBrush
 //! protocol (`magicbrush`, `generate-magicbrush`), quad evaluation (`quads`), the paper's
 //! smaller claims (`claims`), and parity runs of the ported models (`forward`). Each command
 //! lives in its own module under `cli/`.

@@ -10,6 +10,8 @@ pub enum LoraError {
     Safetensors { path: PathBuf, source: safetensors::SafeTensorError },
     #[error("{}: no `lora_down`/`lora_up` (kohya) or `lora_A`/`lora_B` (PEFT) tensors found", path.display())]
     NotALoraFile { path: PathBuf },
+    #[error("encoding a LoRA file: {0}")]
+    Encode(safetensors::SafeTensorError),
     #[error("{}: `{key}` names a layer that is not a LoRA target of this model", path.display())]
     UnknownTarget { path: PathBuf, key: String },
     #[error("{}: unexpected tensor `{key}` in a {format} LoRA file", path.display())]

@@ -64,11 +64,8 @@ pub struct LoraFile {
     pub metadata: HashMap<String, String>,
 }
 
-/// Writes sample `sample` of `set` to `path`, atomically (temporary file, then rename).
-///
-/// Strength and negation are folded into `up`. kohya files get the same `alpha` for every
-/// module (the largest rank), per-target scales folded into `up`: tools that read the files
-/// disagree on per-module alphas, never on a shared one.
+/// Writes sample `sample` of `set` to `path` as [`lora_file_bytes`] encodes it, atomically
+/// (temporary file, then rename).
 pub fn save_lora(
     path: &Path,
     set: &LoraSet,
@@ -76,6 +73,21 @@ pub fn save_lora(
     sample: usize,
     options: &ExportOptions,
 ) -> Result<(), LoraError> {
+    write_atomically(path, &lora_file_bytes(set, targets, sample, options)?)
+}
+
+/// Sample `sample` of `set` as the bytes of a LoRA file (what `save_lora` writes, for a caller
+/// that sends it elsewhere).
+///
+/// Strength and negation are folded into `up`. kohya files get the same `alpha` for every
+/// module (the largest rank), per-target scales folded into `up`: tools that read the files
+/// disagree on per-module alphas, never on a shared one.
+pub fn lora_file_bytes(
+    set: &LoraSet,
+    targets: &[LoraTarget],
+    sample: usize,
+    options: &ExportOptions,
+) -> Result<Vec<u8>, LoraError> {
     set.check(targets)?;
     let batch_size = set.batch_size().unwrap_or(0);
     if sample >= batch_size {
@@ -110,7 +122,7 @@ pub fn save_lora(
         .iter()
         .map(|(key, dtype, shape, bytes)| Ok((key.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()
-        .map_err(|source| LoraError::Safetensors { path: path.to_path_buf(), source })?;
+        .map_err(LoraError::Encode)?;
     let mut metadata = HashMap::from([
         ("loc_strength".to_string(), options.strength.to_string()),
         ("loc_negated".to_string(), options.negate.to_string()),
@@ -123,9 +135,7 @@ pub fn save_lora(
             ("ss_base_model_version".to_string(), options.base_model_version.clone()),
         ]);
     }
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|source| LoraError::Safetensors { path: path.to_path_buf(), source })?;
-    write_atomically(path, &bytes)
+    safetensors::serialize(views, Some(metadata)).map_err(LoraError::Encode)
 }
 
 /// Reads a kohya or PEFT LoRA file (detected from its keys) for a model with `targets`.

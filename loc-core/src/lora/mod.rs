@@ -9,7 +9,7 @@
 //! - [`LoraLinear`], [`LoraConv1x1`]: layers computing `base(x_n) + scale · up_n (down_n x_n)`
 //!   with batched matmuls, never materialising a per-sample weight.
 //! - [`merge_lora`]/[`unmerge_lora`]: static LoRA, folded into any module's weights.
-//! - [`save_lora`]/[`load_lora`]: kohya and PEFT files.
+//! - [`save_lora`]/[`load_lora`]: kohya and PEFT files ([`lora_file_bytes`]: in memory).
 
 mod delta;
 mod error;
@@ -21,7 +21,7 @@ mod target;
 pub use delta::{LoraDelta, LoraSet};
 pub use error::LoraError;
 pub(crate) use file::write_atomically;
-pub use file::{ExportOptions, LoraFile, LoraFormat, load_lora, save_lora};
+pub use file::{ExportOptions, LoraFile, LoraFormat, load_lora, lora_file_bytes, save_lora};
 pub use layers::{LoraConv1x1, LoraLayerConfig, LoraLinear};
 pub use merge::{merge_lora, unmerge_lora};
 pub use target::{LoraTarget, TargetKind};

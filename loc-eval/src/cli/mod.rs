@@ -8,6 +8,7 @@ pub mod forward;
 pub mod generate_magicbrush;
 pub mod magicbrush;
 pub mod quads;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use loc_core::device::{Precision, describe, parse_device};
 use loc_core::pipeline::{EditOptions, Sampling};
 
 use crate::metrics::embedding::{MetricModels, MetricPaths};
+use crate::serve::EditDefaults;
 
 /// Where every command runs, from the global flags.
 pub struct Env {
@@ -90,6 +92,16 @@ impl SamplingArgs {
         };
         EditOptions::new(sampling, self.seed)
     }
+
+    /// The settings as `serve`'s page starts from them.
+    fn defaults(&self) -> EditDefaults {
+        EditDefaults {
+            steps: self.steps,
+            guidance: self.guidance,
+            image_guidance: self.image_guidance,
+            seed: self.seed,
+        }
+    }
 }
 
 /// `loc-eval`'s command line.
@@ -130,6 +142,9 @@ enum Command {
     Edit(edit::EditArgs),
     /// Write the LoRA generated for a before/after pair (kohya or PEFT safetensors).
     ExportLora(export_lora::ExportLoraArgs),
+    /// A local web page to try a checkpoint: drop A, A' and B, move a strength slider,
+    /// download the edit and the LoRA.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command `args` name.
@@ -148,5 +163,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Claims(args) => claims::run(args, &env),
         Command::Edit(args) => edit::run(args, &env),
         Command::ExportLora(args) => export_lora::run(args, &env),
+        Command::Serve(args) => serve::run(args, &env),
     }
 }
