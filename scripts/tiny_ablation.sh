@@ -6,12 +6,18 @@
 #   scripts/tiny_ablation.sh [--seeds "0 1 2"] [--arms "reverse no-reverse no-exchange"] [-- --set K=V ...]
 #
 # Arms: `reverse` (LoRA Reverse, the default), `no-reverse` (objective.reverse_weight = 0),
-# `no-exchange` (objective.exchange_prob = 0). Every run's report also holds the editor's own
-# baselines (do-nothing, copy, G null, G text). Arguments after `--` go to every run.
+# `no-exchange` (objective.exchange_prob = 0), and `no-KIND` for a world edit kind (`no-invert`,
+# `no-add-object`, ...): H trained without that kind (data.sets.0.source.exclude_kinds), then
+# scored on held-out quads of that kind alone (ARM/seed-N/kind-KIND/report.json, `loc-eval
+# quads --kinds KIND` with the run's [eval] settings); the `reverse` arm is scored on the same
+# quads as the with-kind reference. Every run's report also holds the editor's own baselines
+# (do-nothing, copy, G null, G text). Arguments after `--` go to every run.
 # Runs go to runs/tiny-ablation/ARM/seed-N (RUNS_DIR overrides); a run whose report.json
-# (claims/claims.json) exists is not trained (evaluated) again, so an interrupted sweep
-# resumes. The binaries are copied into the runs folder first, so rebuilding during a sweep
-# changes nothing. The tables need only python3; the curves (quad-probe.png) are drawn when
+# (claims/claims.json, kind-KIND/report.json) exists is not trained (evaluated) again, so an
+# interrupted sweep resumes. The binaries are copied into the runs folder first, so
+# rebuilding during a sweep changes nothing; BIN_DIR=target/debug takes the test build's
+# instead of building release ones (as fast here: tensor code is in the dependencies, built at
+# O3 in both). The tables need only python3; the curves (quad-probe.png) are drawn when
 # $PYTHON (default python3) has matplotlib.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,13 +41,36 @@ arm_settings() {
         reverse) ;;
         no-reverse) echo "--set objective.reverse_weight=0" ;;
         no-exchange) echo "--set objective.exchange_prob=0" ;;
-        *) echo "unknown arm $1 (reverse, no-reverse, no-exchange)" >&2; return 1 ;;
+        # The kind's name is checked by loc-train, which lists the valid ones.
+        no-*) echo "--set data.sets.0.source.exclude_kinds=[\"${1#no-}\"]" ;;
+        *) echo "unknown arm $1 (reverse, no-reverse, no-exchange, no-KIND)" >&2; return 1 ;;
     esac
 }
 for arm in $arms; do arm_settings "$arm" >/dev/null; done
+# The kinds held out by `no-KIND` arms.
+held_out_kinds=()
+for arm in $arms; do
+    case "$arm" in reverse | no-reverse | no-exchange) ;; no-*) held_out_kinds+=("${arm#no-}") ;; esac
+done
 
-cargo build --release -p loc-train -p loc-eval
-for bin in loc-train loc-eval; do cp "target/release/$bin" "$runs/$bin.new" && mv "$runs/$bin.new" "$runs/$bin"; done
+if [[ -n "${BIN_DIR:-}" ]]; then
+    bins="$BIN_DIR"
+else
+    cargo build --release -p loc-train -p loc-eval
+    bins=target/release
+fi
+for bin in loc-train loc-eval; do cp "$bins/$bin" "$runs/$bin.new" && mv "$runs/$bin.new" "$runs/$bin"; done
+
+# Held-out quads of one kind, scored as the run's [eval] scores (configs/tiny.toml: 128 quads,
+# 20 steps, guidance 1/1, the LoRA in every branch, the run's seed).
+kind_eval() {
+    local dir=$1 seed=$2 kind=$3
+    [[ -f "$dir/kind-$kind/report.json" ]] && return 0
+    echo "$dir: scored on $kind quads (log in $dir/kind-$kind.log)"
+    "$runs/loc-eval" quads --checkpoint "$dir/loc" --data synthetic --kinds "$kind" --count 128 --seed "$seed" \
+        --steps 20 --text-guidance 1 --image-guidance 1 --lora-in-every-branch --out "$dir/kind-$kind" \
+        >"$dir/kind-$kind.log" 2>&1 || { echo "$dir: $kind quads FAILED: see $dir/kind-$kind.log" >&2; return 1; }
+}
 
 run_one() {
     local arm=$1 seed=$2 dir="$runs/$1/seed-$2"
@@ -50,10 +79,16 @@ run_one() {
         echo "$arm seed $seed: $dir/report.json exists, kept"
     else
         echo "$arm seed $seed: training (log in $dir.log)"
-        # shellcheck disable=SC2046
-        "$runs/loc-train" configs/tiny.toml --set "seed=$seed" --set "output_dir=\"$dir\"" $(arm_settings "$arm") \
+        local settings
+        read -ra settings <<<"$(arm_settings "$arm")"
+        "$runs/loc-train" configs/tiny.toml --set "seed=$seed" --set "output_dir=\"$dir\"" ${settings[@]+"${settings[@]}"} \
             ${extra[@]+"${extra[@]}"} >"$dir.log" 2>&1 || { echo "$arm seed $seed FAILED: see $dir.log" >&2; return 1; }
     fi
+    case "$arm" in
+        reverse) for kind in ${held_out_kinds[@]+"${held_out_kinds[@]}"}; do kind_eval "$dir" "$seed" "$kind" || return 1; done ;;
+        no-reverse | no-exchange) ;;
+        no-*) kind_eval "$dir" "$seed" "${arm#no-}"; return ;;
+    esac
     if [[ ! -f "$dir/claims/claims.json" ]]; then
         echo "$arm seed $seed: claims (log in $dir.claims.log)"
         # The sampling of configs/tiny.toml's [eval]: 20 steps, guidance 1/1, the LoRA in every branch.

@@ -44,6 +44,17 @@ def verdict(m, se):
     return "distinguishable" if abs(m) > 2 * se else "not distinguishable"
 
 
+# Two-sided 95% critical values of Student's t by degrees of freedom (seeds - 1).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_verdict(m, se, n):
+    """A paired t-test at 95%: |mean| > t(n-1) SE."""
+    if n < 2 or n - 1 not in T95:
+        return "-"
+    return "significant" if abs(m) > T95[n - 1] * se else "not significant"
+
+
 # TensorBoard event files: TFRecord frames of `Event` protos, read without tensorflow.
 def varint(b, i):
     result = shift = 0
@@ -140,10 +151,10 @@ def method_table(reports, arms, seeds):
 
 def difference_table(reports, arms, seeds):
     reference = arms[0]
-    print("\nPaired differences over seeds (mean +- standard error); distinguishable: |mean| > 2 SE.")
-    print("With 3 seeds this is a loose bar: a two-sided t-test at 95% would need |mean| > 4.3 SE.\n")
-    print("| comparison | metric | seeds | difference | verdict |")
-    print("|---|---|---|---|---|")
+    print("\nPaired differences over seeds (mean +- standard error); distinguishable: |mean| > 2 SE;")
+    print("the paired t-test at 95% needs |mean| > t(seeds - 1) SE (4.30 at 3 seeds, 2.36 at 8).\n")
+    print("| comparison | metric | seeds | difference | verdict | t-test 95% |")
+    print("|---|---|---|---|---|---|")
     comparisons = [(f"LoC ({reference}) - do-nothing", reference, "LoC", reference, "do-nothing")]
     comparisons += [(f"LoC ({reference}) - G null", reference, "LoC", reference, "G null")]
     # The true edit itself moves outputs towards A': G with the text is the leakage a
@@ -158,7 +169,42 @@ def difference_table(reports, arms, seeds):
             if len(both) < 2:
                 continue
             m, se = paired(a, b)
-            print(f"| {label} | {key} | {len(both)} | {m:+.4f} +- {se:.4f} | {verdict(m, se)} |")
+            print(f"| {label} | {key} | {len(both)} | {m:+.4f} +- {se:.4f} | {verdict(m, se)} | {t_verdict(m, se, len(both))} |")
+
+
+def held_out_kind_table(runs, arms, seeds):
+    """`no-KIND` arms on quads of their kind, against the `reverse` arm (H trained with it)."""
+    kinds = [arm[3:] for arm in arms if arm.startswith("no-") and arm not in ("no-reverse", "no-exchange")]
+    if not kinds:
+        return
+
+    def kind_report(arm, seed, kind):
+        try:
+            report = json.load(open(os.path.join(runs, arm, f"seed-{seed}", f"kind-{kind}", "report.json")))
+        except OSError:
+            return None
+        return {m["method"]: m for m in report["methods"]}
+
+    print("\nHeld-out kinds: H trained without the kind, scored on held-out quads of that kind alone")
+    print("(L2 to B', mean +- std over seeds; differences paired by seed, mean +- SE, with the 2-SE")
+    print("verdict and the paired t-test at 95%). `with` is H trained on every kind (the `reverse` arm).\n")
+    print("| kind | seeds | LoC without | LoC with | do-nothing | G null | G text | leakage without "
+          "| without - do-nothing | without - with |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for kind in kinds:
+        rows = [(kind_report(f"no-{kind}", s, kind), kind_report("reverse", s, kind)) for s in seeds]
+        rows = [(without, with_) for without, with_ in rows if without and with_]
+        if not rows:
+            continue
+        l2 = lambda reports, method: [r[method]["l2"] for r in reports]
+        without, with_ = [w for w, _ in rows], [w for _, w in rows]
+        cells = [fmt(l2(without, "LoC"), 4), fmt(l2(with_, "LoC"), 4)]
+        cells += [fmt(l2(without, b), 4) for b in ("do-nothing", "G null", "G text")]
+        cells.append(fmt([r["LoC"]["leakage"] for r in without], 4))
+        for other, method in ((without, "do-nothing"), (with_, "LoC")):
+            m, se = paired(l2(without, "LoC"), l2(other, method))
+            cells.append(f"{m:+.4f} +- {se:.4f} ({verdict(m, se)}; t: {t_verdict(m, se, len(rows))})")
+        print(f"| {kind} | {len(rows)} | " + " | ".join(cells) + " |")
 
 
 CLAIMS = [
@@ -268,6 +314,7 @@ def main():
     print(f"\n{args.runs}: arms {' '.join(args.arms)}, seeds {' '.join(args.seeds)}\n")
     method_table(reports, args.arms, args.seeds)
     difference_table(reports, args.arms, args.seeds)
+    held_out_kind_table(args.runs, args.arms, args.seeds)
     claims_tables(claims, args.arms, args.seeds)
     curves(args.runs, args.arms, args.seeds)
 

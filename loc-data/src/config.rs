@@ -16,7 +16,7 @@ use crate::pipeline::{ImageLimits, Preprocess};
 use crate::record::{PairRecord, QuadRecord};
 use crate::seed_data_edit::{SeedConfig, SeedEdit, SeedImages};
 use crate::skip::SkipLog;
-use crate::world::{SyntheticWorld, WorldSplit};
+use crate::world::{EditKind, SyntheticWorld, WorldSplit};
 
 fn one() -> f64 {
     1.0
@@ -71,11 +71,7 @@ pub struct DataSetConfig {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SourceConfig {
     /// The procedural world (no files).
-    Synthetic {
-        len: usize,
-        #[serde(default)]
-        held_out: bool,
-    },
+    Synthetic(WorldConfig),
     /// One part of SEED-Data-Edit.
     Seed(SeedConfig),
     /// MagicBrush parquet shards of `split` under `dir`, extracted once into `cache`.
@@ -94,10 +90,57 @@ pub enum SourceConfig {
     Manifest { path: PathBuf },
 }
 
+/// The procedural world as a data set: `len` items of a split, drawing some edit kinds.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldConfig {
+    pub len: usize,
+    /// The held-out split: other scenes and other parameter bands.
+    #[serde(default)]
+    pub held_out: bool,
+    /// Only these edit kinds (none named: all eleven).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<EditKind>,
+    /// Never these kinds: to train `H` without a kind and test it on that kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_kinds: Vec<EditKind>,
+}
+
+impl WorldConfig {
+    /// `len` items of every kind.
+    pub fn new(len: usize, held_out: bool) -> Self {
+        Self { len, held_out, kinds: Vec::new(), exclude_kinds: Vec::new() }
+    }
+
+    /// The kinds drawn, in the world's order, or `(field, problem)`.
+    pub fn drawn_kinds(&self) -> Result<Vec<EditKind>, (&'static str, String)> {
+        let named = if self.kinds.is_empty() { &EditKind::ALL[..] } else { &self.kinds[..] };
+        if let Some(stray) = self.exclude_kinds.iter().find(|k| !named.contains(k)) {
+            return Err(("exclude_kinds", format!("`{}` is not among `kinds`", stray.name())));
+        }
+        let drawn: Vec<EditKind> =
+            EditKind::ALL.into_iter().filter(|k| named.contains(k) && !self.exclude_kinds.contains(k)).collect();
+        if drawn.is_empty() {
+            return Err(("exclude_kinds", "excludes every kind the world would draw".into()));
+        }
+        Ok(drawn)
+    }
+
+    /// The world these settings describe.
+    pub fn world(&self, resolution: u32, seed: u64) -> Result<SyntheticWorld, DataError> {
+        let kinds = self.drawn_kinds().map_err(|(field, problem)| DataError::Invalid {
+            path: PathBuf::from(format!("synthetic.{field}")),
+            problem,
+        })?;
+        let split = if self.held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
+        Ok(SyntheticWorld::new(resolution, seed, self.len, split).with_kinds(kinds))
+    }
+}
+
 impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
-            SourceConfig::Synthetic { .. } => "synthetic",
+            SourceConfig::Synthetic(_) => "synthetic",
             SourceConfig::Seed(_) => "seed",
             SourceConfig::MagicbrushParquet { .. } => "magicbrush-parquet",
             SourceConfig::MagicbrushFolder { .. } => "magicbrush-folder",
@@ -110,7 +153,7 @@ impl SourceConfig {
     /// it fills are not among them).
     pub fn inputs(&self) -> Vec<&Path> {
         match self {
-            SourceConfig::Synthetic { .. } => Vec::new(),
+            SourceConfig::Synthetic(_) => Vec::new(),
             SourceConfig::Seed(config) => {
                 let images = match &config.images {
                     SeedImages::Folder(folder) => folder,
@@ -133,10 +176,7 @@ impl SourceConfig {
         progress: bool,
     ) -> Result<(Arc<dyn Dataset<PairRecord>>, SkipLog), DataError> {
         Ok(match self {
-            SourceConfig::Synthetic { len, held_out } => {
-                let split = if *held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
-                (Arc::new(SyntheticWorld::new(resolution, seed, *len, split)), SkipLog::default())
-            }
+            SourceConfig::Synthetic(world) => (Arc::new(world.world(resolution, seed)?), SkipLog::default()),
             SourceConfig::Seed(config) => shared(SeedEdit::open(config, progress)?),
             SourceConfig::MagicbrushParquet { dir, split, cache, masks } => {
                 shared(MagicBrush::open_parquet(&parquet_shards(dir, split)?, cache, *masks, progress)?)
@@ -155,10 +195,7 @@ impl SourceConfig {
     /// manifest's `query`/`target` lines.
     pub fn open_quads(&self, seed: u64, resolution: u32) -> Result<Arc<dyn Dataset<QuadRecord>>, DataError> {
         match self {
-            SourceConfig::Synthetic { len, held_out } => {
-                let split = if *held_out { WorldSplit::HeldOut } else { WorldSplit::Train };
-                Ok(Arc::new(SyntheticWorld::new(resolution, seed, *len, split).quads()))
-            }
+            SourceConfig::Synthetic(world) => Ok(Arc::new(world.world(resolution, seed)?.quads())),
             SourceConfig::Manifest { path } => {
                 let manifest = Manifest::open(path)?;
                 let quads: Vec<QuadRecord> =
@@ -243,6 +280,9 @@ impl DataConfig {
             }
             if self.sets[..i].iter().any(|s| s.name == set.name) {
                 return problem(&format!("data.sets[{i}].name"), format!("`{}` is used twice", set.name));
+            }
+            if let SourceConfig::Synthetic(world) = &set.source {
+                world.drawn_kinds().map_err(|(field, text)| (format!("data.sets[{i}].source.{field}"), text))?;
             }
         }
         if self.sets.iter().all(|s| s.weight == 0.0) {

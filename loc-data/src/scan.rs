@@ -111,6 +111,6 @@ mod tests {
         assert_eq!(extraction.bytes, 4000);
         // The cache folder does not exist yet: its disk is the nearest existing ancestor's.
         assert!(available_space(&extraction.cache).is_some_and(|free| free > 0));
-        assert_eq!(pending_extraction(&SourceConfig::Synthetic { len: 3, held_out: false }), None);
+        assert_eq!(pending_extraction(&SourceConfig::Synthetic(crate::config::WorldConfig::new(3, false))), None);
     }
 }

@@ -1,8 +1,11 @@
 //! The synthetic world: determinism, quads that really share the edit, split bands.
 
+use std::collections::HashSet;
+
 use burn_dataset::Dataset;
 use image::RgbImage;
-use loc_data::world::{EditKind, SyntheticWorld, WorldSplit};
+use loc_data::config::{SourceConfig, WorldConfig};
+use loc_data::world::{Edit, EditKind, SyntheticWorld, WorldSplit};
 
 fn world(seed: u64, split: WorldSplit) -> SyntheticWorld {
     SyntheticWorld::new(32, seed, 400, split)
@@ -100,4 +103,43 @@ fn the_world_is_a_dataset_of_pairs_and_of_quads() {
     assert_eq!(quads.len(), 400);
     let quad = quads.get(3).unwrap();
     assert_eq!(quad.pair.id, pair.id);
+}
+
+/// Training without kinds: the excluded ones are never drawn, through the configuration a
+/// run uses, and every other kind still is.
+#[test]
+fn excluded_kinds_never_appear_in_training_draws() {
+    let config = WorldConfig { exclude_kinds: vec![EditKind::Invert, EditKind::Blur], ..WorldConfig::new(2000, false) };
+    let world = config.world(16, 3).unwrap();
+    let drawn: HashSet<EditKind> = (0..world.len).map(|i| world.sample(i).edit.kind).collect();
+    assert_eq!(drawn.len(), 9, "{drawn:?}");
+    assert!(!drawn.contains(&EditKind::Invert) && !drawn.contains(&EditKind::Blur));
+    // The pairs the loader reads carry no invert or blur instruction either.
+    let (pairs, _) = SourceConfig::Synthetic(config).open(3, 16, false).unwrap();
+    let invert = Edit { kind: EditKind::Invert, u: 0.5, v: 0.5 }.instruction();
+    assert!((0..pairs.len()).all(|i| pairs.get(i).unwrap().instruction != invert));
+    // Naming all eleven kinds draws the world of every kind, item for item.
+    let every = WorldConfig { kinds: EditKind::ALL.to_vec(), ..WorldConfig::new(50, false) }.world(16, 3).unwrap();
+    let plain = SyntheticWorld::new(16, 3, 50, WorldSplit::Train);
+    assert!((0..50).all(|i| every.sample(i).edit == plain.sample(i).edit && every.sample(i).a == plain.sample(i).a));
+}
+
+#[test]
+fn a_held_out_kind_quad_set_holds_only_that_kind() {
+    let config = WorldConfig { kinds: vec![EditKind::Hue], ..WorldConfig::new(200, true) };
+    let world = config.world(16, 4).unwrap();
+    assert!((0..world.len).all(|i| world.sample(i).edit.kind == EditKind::Hue));
+    let quads = SourceConfig::Synthetic(config).open_quads(4, 16).unwrap();
+    assert_eq!(quads.len(), 200);
+    assert!((0..quads.len()).all(|i| quads.get(i).unwrap().pair.instruction.starts_with("shift the hue")));
+}
+
+#[test]
+fn an_unknown_kind_is_an_error_that_lists_the_kinds() {
+    let json = r#"{ "len": 5, "exclude_kinds": ["inverted"] }"#;
+    let err = serde_json::from_str::<WorldConfig>(json).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `inverted`"), "{err}");
+    for kind in EditKind::ALL {
+        assert!(err.contains(&format!("`{}`", kind.name())), "{err} does not list {}", kind.name());
+    }
 }

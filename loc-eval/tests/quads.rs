@@ -8,7 +8,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use common::{run, setup};
-use loc_data::config::SourceConfig;
+use loc_data::config::{SourceConfig, WorldConfig};
 use loc_eval::metrics::cosine;
 use loc_eval::metrics::embedding::{Clip, ImageEmbedder};
 use loc_eval::metrics::lpips::LpipsMetric;
@@ -59,7 +59,7 @@ fn quads_scores_every_method_with_every_metric() {
 
     // Visual CLIP of the copy baseline: cos(E(A') - E(A), E(A') - E(B)), from the embeddings.
     let resolution = 16;
-    let source = SourceConfig::Synthetic { len: 3, held_out: true };
+    let source = SourceConfig::Synthetic(WorldConfig::new(3, true));
     let (quads, unreadable) = prepare_quads(&source, 3, 0, resolution).unwrap();
     assert_eq!(unreadable, 0);
     let clip = Clip::load(&clip, &Device::flex()).unwrap();

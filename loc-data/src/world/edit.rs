@@ -1,10 +1,14 @@
 //! The world's eleven edits: what each does to a scene or to the pixels, and its instruction.
 
 use image::{Rgb, RgbImage, imageops};
+use serde::{Deserialize, Serialize};
 
 use super::scene::{Background, Object, Scene, Shape, colour_from_hue, rotate_hue};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// In configurations by kebab-case name (`add-object`); an unknown name is an error that lists
+/// the eleven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EditKind {
     Recolour,
     Background,
@@ -33,6 +37,23 @@ impl EditKind {
         EditKind::Border,
         EditKind::Invert,
     ];
+
+    /// The name configurations use (serde's kebab-case name).
+    pub fn name(self) -> &'static str {
+        match self {
+            EditKind::Recolour => "recolour",
+            EditKind::Background => "background",
+            EditKind::AddObject => "add-object",
+            EditKind::RemoveObject => "remove-object",
+            EditKind::Brightness => "brightness",
+            EditKind::Contrast => "contrast",
+            EditKind::Hue => "hue",
+            EditKind::Blur => "blur",
+            EditKind::Posterise => "posterise",
+            EditKind::Border => "border",
+            EditKind::Invert => "invert",
+        }
+    }
 
     /// Pixel edits act on any rendered image; the others change the scene before rendering.
     pub fn acts_on_pixels(self) -> bool {

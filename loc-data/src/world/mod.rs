@@ -40,6 +40,8 @@ pub struct SyntheticWorld {
     pub seed: u64,
     pub len: usize,
     pub split: WorldSplit,
+    /// The edit kinds drawn from, uniformly (all eleven unless [`Self::with_kinds`] says).
+    pub kinds: Vec<EditKind>,
 }
 
 /// Parameter bands: training draws from tenths 0-3 and 5-8, held-out from 4 and 9.
@@ -64,14 +66,21 @@ pub struct WorldSample {
 
 impl SyntheticWorld {
     pub fn new(resolution: u32, seed: u64, len: usize, split: WorldSplit) -> Self {
-        Self { resolution, seed, len, split }
+        Self { resolution, seed, len, split, kinds: EditKind::ALL.to_vec() }
+    }
+
+    /// The same world drawing only `kinds`: to train without a kind, or to evaluate on one.
+    /// With all eleven in their usual order, every item is the same as before.
+    pub fn with_kinds(self, kinds: Vec<EditKind>) -> Self {
+        assert!(!kinds.is_empty(), "a world draws from at least one edit kind");
+        Self { kinds, ..self }
     }
 
     /// Item `index`: a pure function of `(seed, split, index)`.
     pub fn sample(&self, index: usize) -> WorldSample {
         let split = self.split as u64;
         let mut edit_rng = stream_rng(self.seed, &[split, index as u64, 0]);
-        let kind = EditKind::ALL[edit_rng.random_range(0..EditKind::ALL.len())];
+        let kind = self.kinds[edit_rng.random_range(0..self.kinds.len())];
         let edit = Edit { kind, u: band_sample(&mut edit_rng, self.split), v: band_sample(&mut edit_rng, self.split) };
         let scene_a = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 1]));
         let scene_b = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 2]));

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 use crate::quads::{QuadEval, prepare_quads};
-use anyhow::Context;
+use anyhow::{Context, bail};
 use loc_core::pipeline::{EditOptions, Sampling};
-use loc_data::config::SourceConfig;
+use loc_data::config::{SourceConfig, WorldConfig};
+use loc_data::world::EditKind;
 
 use super::{Env, MetricArgs, SamplingArgs};
 
@@ -18,6 +19,9 @@ pub struct QuadsArgs {
     data: String,
     #[arg(long, default_value_t = 128)]
     count: usize,
+    /// With `synthetic`: only quads of these edit kinds (`invert,blur`; default all eleven).
+    #[arg(long, value_delimiter = ',', value_parser = parse_kind)]
+    kinds: Vec<EditKind>,
     /// Model resolution (default: the checkpoint's).
     #[arg(long)]
     resolution: Option<u32>,
@@ -26,6 +30,11 @@ pub struct QuadsArgs {
     /// Text guidance for the editor with the true instruction.
     #[arg(long, default_value_t = 7.5)]
     text_guidance: f32,
+    /// Use the LoRA in every branch, as a run's `[eval]` without `lora_guidance` does,
+    /// instead of LoRA guidance: `--text-guidance` then guides every method and `--guidance`
+    /// is unused.
+    #[arg(long)]
+    lora_in_every_branch: bool,
     /// The text the editor gets with the LoRA.
     #[arg(long, default_value = "")]
     prompt: String,
@@ -44,10 +53,11 @@ pub fn run(args: QuadsArgs, env: &Env) -> anyhow::Result<()> {
     let model = env.load(&args.checkpoint)?;
     let resolution = args.resolution.unwrap_or(model.manifest.resolution);
     let source = match args.data.as_str() {
-        "synthetic" => SourceConfig::Synthetic { len: args.count, held_out: true },
+        "synthetic" => SourceConfig::Synthetic(WorldConfig { kinds: args.kinds, ..WorldConfig::new(args.count, true) }),
+        _ if !args.kinds.is_empty() => bail!("--kinds selects the synthetic world's quads; a manifest's are all used"),
         path => SourceConfig::Manifest { path: path.into() },
     };
-    let EditOptions { sampling, seed } = args.sampling.options(true);
+    let EditOptions { sampling, seed } = args.sampling.options(!args.lora_in_every_branch);
     let (quads, unreadable) = prepare_quads(&source, args.count, seed, resolution)?;
     if unreadable > 0 {
         eprintln!("{unreadable} unreadable quads left out");
@@ -67,4 +77,9 @@ pub fn run(args: QuadsArgs, env: &Env) -> anyhow::Result<()> {
     examples.save(args.out.join("examples.png")).context("writing the contact sheet")?;
     println!("{}", result.markdown());
     Ok(())
+}
+
+/// An edit kind by its configuration name (`add-object`); an unknown one lists the eleven.
+fn parse_kind(name: &str) -> Result<EditKind, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|e| e.to_string())
 }

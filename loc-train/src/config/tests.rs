@@ -1,4 +1,5 @@
 use super::*;
+use loc_data::world::EditKind;
 
 pub const MINIMAL: &str = r#"
 stage = "hypernet"
@@ -123,4 +124,26 @@ fn devices_must_share_the_batch_and_nccl_needs_cuda() {
     assert!(err.contains("runs on CUDA devices only, not `cpu`"), "{err}");
     let err = load(MINIMAL, &[r#"train.gradient_sync="ring""#]).unwrap_err().to_string();
     assert!(err.contains("ring"), "{err}");
+}
+
+#[test]
+fn world_kinds_are_checked_by_name_before_any_work() {
+    let config = load(MINIMAL, &[r#"data.sets.0.source.exclude_kinds=["invert", "add-object"]"#]).unwrap();
+    let SourceConfig::Synthetic(world) = &config.data.sets[0].source else { panic!("a synthetic source") };
+    assert_eq!(world.exclude_kinds, [EditKind::Invert, EditKind::AddObject]);
+    assert_eq!(load(&config.to_toml(), &[]).unwrap().to_toml(), config.to_toml(), "round-trips");
+
+    let err = load(MINIMAL, &[r#"data.sets.0.source.exclude_kinds=["inverted"]"#]).unwrap_err().to_string();
+    assert!(err.contains("unknown variant `inverted`"), "{err}");
+    assert!(
+        err.contains("`invert`") && err.contains("`add-object`") && err.contains("`recolour`"),
+        "lists the kinds: {err}"
+    );
+    let every: Vec<String> = EditKind::ALL.iter().map(|k| format!("{:?}", k.name())).collect();
+    let err = load(MINIMAL, &[&format!("data.sets.0.source.exclude_kinds=[{}]", every.join(", "))]).unwrap_err();
+    assert!(err.to_string().contains("`data.sets[0].source.exclude_kinds` excludes every kind"), "{err}");
+    let eval =
+        r#"eval.quads={ kind = "synthetic", len = 8, held_out = true, kinds = ["blur"], exclude_kinds = ["hue"] }"#;
+    let err = load(MINIMAL, &[eval, "eval.count=8"]).unwrap_err().to_string();
+    assert!(err.contains("`eval.quads.exclude_kinds` `hue` is not among `kinds`"), "{err}");
 }

@@ -40,7 +40,10 @@ fn positive(field: &str, value: u64) -> Result<(), Invalid> {
 /// `objective.quads` and `eval.quads` must yield quads.
 fn quad_source(field: &str, source: &SourceConfig) -> Result<(), Invalid> {
     match source {
-        SourceConfig::Synthetic { .. } | SourceConfig::Manifest { .. } => Ok(()),
+        SourceConfig::Synthetic(world) => {
+            world.drawn_kinds().map(drop).map_err(|(inner, problem)| (format!("{field}.{inner}"), problem))
+        }
+        SourceConfig::Manifest { .. } => Ok(()),
         other => invalid(field, format!("must yield quads (synthetic or manifest), got `{}`", other.kind())),
     }
 }
