@@ -219,6 +219,8 @@ CLAIMS = [
     ("compose", "scene_only"),
     ("compose", "pixel_only"),
     ("compose", "sum"),
+    ("compose", "mean"),
+    ("compose", "norm_matched"),
     ("compose", "sequential"),
 ]
 CLAIM_DIFFERENCES = [
@@ -228,6 +230,10 @@ CLAIM_DIFFERENCES = [
     ("Δ1 + Δ2 - Δ1 alone", ("compose", "sum"), ("compose", "scene_only")),
     ("Δ1 + Δ2 - Δ2 alone", ("compose", "sum"), ("compose", "pixel_only")),
     ("Δ1 + Δ2 - Δ1 then Δ2", ("compose", "sum"), ("compose", "sequential")),
+    ("(Δ1 + Δ2) / 2 - Δ2 alone", ("compose", "mean"), ("compose", "pixel_only")),
+    ("(Δ1 + Δ2) / 2 - Δ1 then Δ2", ("compose", "mean"), ("compose", "sequential")),
+    ("norm-matched sum - Δ2 alone", ("compose", "norm_matched"), ("compose", "pixel_only")),
+    ("norm-matched sum - Δ1 then Δ2", ("compose", "norm_matched"), ("compose", "sequential")),
 ]
 
 
@@ -241,7 +247,7 @@ def claims_tables(claims, arms, seeds):
     for section, key in CLAIMS:
         cells = []
         for arm in arms:
-            values = [claims[arm, s][section][key] for s in seeds if (arm, s) in claims]
+            values = [claims[arm, s][section][key] for s in seeds if key in claims.get((arm, s), {}).get(section, {})]
             cells.append(f"{fmt(values, 4)} (n={len(values)})" if values else "-")
         print(f"| {section} | {key} | " + " | ".join(cells) + " |")
     print("\n| paired difference | " + " | ".join(arms) + " |")
@@ -249,7 +255,7 @@ def claims_tables(claims, arms, seeds):
     for label, (sa, ka), (sb, kb) in CLAIM_DIFFERENCES:
         cells = []
         for arm in arms:
-            have = [s for s in seeds if (arm, s) in claims]
+            have = [s for s in seeds if (arm, s) in claims and ka in claims[arm, s][sa] and kb in claims[arm, s][sb]]
             if len(have) < 2:
                 cells.append("-")
                 continue

@@ -81,6 +81,11 @@ pub struct Compose {
     pub pixel_only: f64,
     /// `G(B; Δ1 + Δ2)`.
     pub sum: f64,
+    /// `G(B; (Δ1 + Δ2) / 2)`.
+    pub mean: f64,
+    /// `G(B; Δ1 + Δ2)`, each target's sum rescaled to the larger of the two norms
+    /// ([`norm_matched_sum`]).
+    pub norm_matched: f64,
     /// `G(G(B; Δ1); Δ2)`.
     pub sequential: f64,
 }
@@ -110,8 +115,24 @@ impl Claims {
         );
         out += &format!("\n\nComposition ({} scene + pixel edits), L2 to both edits applied:\n\n", c.couples);
         out += &report::table(
-            &["do-nothing", "Δ1 (scene)", "Δ2 (pixel)", "Δ1 + Δ2", "Δ1 then Δ2"],
-            &[vec![f(c.do_nothing), f(c.scene_only), f(c.pixel_only), f(c.sum), f(c.sequential)]],
+            &[
+                "do-nothing",
+                "Δ1 (scene)",
+                "Δ2 (pixel)",
+                "Δ1 + Δ2",
+                "(Δ1 + Δ2) / 2",
+                "Δ1 + Δ2, norm-matched",
+                "Δ1 then Δ2",
+            ],
+            &[vec![
+                f(c.do_nothing),
+                f(c.scene_only),
+                f(c.pixel_only),
+                f(c.sum),
+                f(c.mean),
+                f(c.norm_matched),
+                f(c.sequential),
+            ]],
         );
         out
     }
@@ -200,6 +221,20 @@ pub struct ClaimsEval<'a> {
     pub device: &'a Device,
 }
 
+/// `Δ1 + Δ2` with each target's sum rescaled, sample by sample, to the larger of `|Δ1|` and
+/// `|Δ2|` there (Frobenius): the sum's direction at the strength of one LoRA, since the editor
+/// never saw a change as large as two.
+pub fn norm_matched_sum(a: &LoraSet, b: &LoraSet) -> LoraSet {
+    let sum = a.clone() + b.clone();
+    sum.iter()
+        .map(|(path, delta)| {
+            let norm = |set: &LoraSet| set.get(path).map(|d| d.frobenius_norms()).expect("both sets name every target");
+            let weights = norm(a).max_pair(norm(b)).div(delta.frobenius_norms().clamp_min(1e-12));
+            (path.to_string(), delta.clone().scaled_per_sample(weights))
+        })
+        .collect()
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
@@ -273,7 +308,7 @@ impl ClaimsEval<'_> {
     }
 
     pub fn compose(&self, couples: &[Couple]) -> Compose {
-        let mut scores: [Vec<f64>; 5] = Default::default();
+        let mut scores: [Vec<f64>; 7] = Default::default();
         for (c, chunk) in couples.chunks(CHUNK).enumerate() {
             let queries: Vec<RgbImage> = chunk.iter().map(|x| x.query.clone()).collect();
             let targets: Vec<RgbImage> = chunk.iter().map(|x| x.target.clone()).collect();
@@ -285,15 +320,26 @@ impl ClaimsEval<'_> {
                 queries.clone(),
                 after_scene.clone(),
                 self.edit(&queries, Some(&pixel), batch),
-                self.edit(&queries, Some(&(scene + pixel.clone())), batch),
+                self.edit(&queries, Some(&(scene.clone() + pixel.clone())), batch),
+                self.edit(&queries, Some(&(scene.clone() + pixel.clone()).scaled(0.5)), batch),
+                self.edit(&queries, Some(&norm_matched_sum(&scene, &pixel)), batch),
                 self.edit(&after_scene, Some(&pixel), batch),
             ];
             for (score, output) in scores.iter_mut().zip(&outputs) {
                 score.extend(l2s(output, &targets));
             }
         }
-        let [do_nothing, scene_only, pixel_only, sum, sequential] = scores.map(|s| mean(&s));
-        Compose { couples: couples.len(), do_nothing, scene_only, pixel_only, sum, sequential }
+        let [do_nothing, scene_only, pixel_only, sum, mean_lora, norm_matched, sequential] = scores.map(|s| mean(&s));
+        Compose {
+            couples: couples.len(),
+            do_nothing,
+            scene_only,
+            pixel_only,
+            sum,
+            mean: mean_lora,
+            norm_matched,
+            sequential,
+        }
     }
 
     /// Every claim on `world` with `sizes`.

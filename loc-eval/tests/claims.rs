@@ -7,9 +7,9 @@ mod common;
 use burn::prelude::*;
 use common::{run, setup};
 use loc_core::checkpoint::LocModel;
-use loc_core::lora::LoraSet;
+use loc_core::lora::{LoraDelta, LoraSet, LoraTarget};
 use loc_core::pipeline::{EditOptions, Sampling};
-use loc_eval::claims::{ClaimSizes, ClaimsEval, couples, held_out_world, reuse_groups};
+use loc_eval::claims::{ClaimSizes, ClaimsEval, couples, held_out_world, norm_matched_sum, reuse_groups};
 use loc_eval::metrics::pixel::distances;
 
 const SIZES: ClaimSizes = ClaimSizes { groups: 2, queries: 3, reverse: 3, compose: 3 };
@@ -53,7 +53,7 @@ fn the_variants_differ_only_through_the_lora() {
     assert_eq!(claims.reuse.per_query, claims.reuse.reused);
     assert_eq!(claims.reverse.back_to_query, claims.reverse.null_to_query);
     let c = &claims.compose;
-    assert!(c.scene_only == c.pixel_only && c.pixel_only == c.sum, "{c:?}");
+    assert!([c.pixel_only, c.sum, c.mean, c.norm_matched].iter().all(|&v| v == c.scene_only), "{c:?}");
     // Do-nothing is the query itself.
     let groups = reuse_groups(&world, SIZES.groups, SIZES.queries);
     let expected: Vec<f64> =
@@ -69,6 +69,42 @@ fn the_variants_differ_only_through_the_lora() {
     assert_ne!(claims.reverse.back_to_query, claims.reverse.null_to_query);
     let c = &claims.compose;
     assert!(c.sum != c.scene_only && c.sum != c.pixel_only, "{c:?}");
+    assert!(c.mean != c.sum && c.norm_matched != c.sum && c.norm_matched != c.mean, "{c:?}");
+}
+
+/// The norm-matched sum keeps each target's sum direction at the larger of the two norms.
+#[test]
+fn the_norm_matched_sum_has_the_larger_norm_and_the_sums_direction() {
+    let device = Device::flex();
+    let target = |path: &str| LoraTarget::linear(path, 5, 6);
+    let targets = [target("a.to_q"), target("b.to_v")];
+    device.seed(3);
+    let random = |scale: f32| -> LoraSet {
+        targets
+            .iter()
+            .map(|t| {
+                let init =
+                    |shape: [usize; 3]| Tensor::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+                (t.path.clone(), LoraDelta::new(init([2, 3, 5]), init([2, 6, 3]), scale))
+            })
+            .collect()
+    };
+    let (a, b) = (random(1.0), random(0.4));
+    let matched = norm_matched_sum(&a, &b);
+    let values = |t: Tensor<3>| t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+    for t in &targets {
+        let norms = |set: &LoraSet| values(set.get(&t.path).unwrap().frobenius_norms().reshape([2, 1, 1]));
+        let (na, nb, nm) = (norms(&a), norms(&b), norms(&matched));
+        let sum = (a.clone() + b.clone()).get(&t.path).unwrap().weight_delta();
+        let (sum, got) = (values(sum), values(matched.get(&t.path).unwrap().weight_delta()));
+        for n in 0..2 {
+            assert!((nm[n] - na[n].max(nb[n])).abs() < 1e-4 * nm[n], "{}: {} vs {} / {}", t.path, nm[n], na[n], nb[n]);
+            // The same direction: got = sum * (norm / |sum|) elementwise.
+            let (s, g) = (&sum[n * 30..(n + 1) * 30], &got[n * 30..(n + 1) * 30]);
+            let ratio = g[0] / s[0];
+            assert!(ratio > 0.0 && s.iter().zip(g).all(|(s, g)| (s * ratio - g).abs() < 1e-4 * (1.0 + g.abs())));
+        }
+    }
 }
 
 #[test]
