@@ -143,3 +143,20 @@ fn an_unknown_kind_is_an_error_that_lists_the_kinds() {
         assert!(err.contains(&format!("`{}`", kind.name())), "{err} does not list {}", kind.name());
     }
 }
+
+/// The composition term's items: a scene edit and a pixel edit, alone and chained.
+#[test]
+fn chained_items_show_two_edits_apart_and_together() {
+    let world = world(8, WorldSplit::Train);
+    for index in [0, 5, 77] {
+        let c = world.chained(index).unwrap();
+        assert!(!c.first.kind.acts_on_pixels() && c.second.kind.acts_on_pixels(), "{:?} then {:?}", c.first, c.second);
+        assert_eq!(c.a, world.sample(index).a, "item index's first scene");
+        assert_eq!(c.a_second, c.second.apply_pixels(&c.a));
+        assert_eq!(c.a_both, c.second.apply_pixels(&c.a_first));
+        assert_ne!(c.a_first, c.a);
+        assert_eq!(world.chained(index).unwrap().a_both, c.a_both, "deterministic");
+    }
+    let pixels_only = world.clone().with_kinds(vec![EditKind::Invert, EditKind::Blur]);
+    assert!(pixels_only.chained(0).is_none(), "no scene edit to chain");
+}

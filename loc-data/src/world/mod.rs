@@ -33,6 +33,20 @@ pub enum WorldSplit {
     HeldOut,
 }
 
+/// Two edits shown apart and applied together on one scene: a scene edit, then a pixel edit.
+#[derive(Clone, Debug)]
+pub struct ChainedSample {
+    pub first: Edit,
+    pub second: Edit,
+    pub a: RgbImage,
+    /// `e1(A)`, the scene edit alone.
+    pub a_first: RgbImage,
+    /// `e2(A)`, the pixel edit alone.
+    pub a_second: RgbImage,
+    /// `e2(e1(A))`: both.
+    pub a_both: RgbImage,
+}
+
 /// A synthetic data set: `len` items at `resolution`, deterministic by `seed`.
 #[derive(Clone, Debug)]
 pub struct SyntheticWorld {
@@ -93,6 +107,34 @@ impl SyntheticWorld {
             scene_a,
             scene_b,
         }
+    }
+
+    /// Item `index` as a composition: a scene edit and a pixel edit of the world's kinds, on
+    /// item `index`'s first scene, all from `(seed, split, index)`. `None` when the world draws
+    /// no scene kind or no pixel kind.
+    pub fn chained(&self, index: usize) -> Option<ChainedSample> {
+        let (pixel_kinds, scene_kinds): (Vec<EditKind>, Vec<EditKind>) =
+            self.kinds.iter().partition(|kind| kind.acts_on_pixels());
+        if pixel_kinds.is_empty() || scene_kinds.is_empty() {
+            return None;
+        }
+        let split = self.split as u64;
+        let mut rng = stream_rng(self.seed, &[split, index as u64, 3]);
+        let mut draw = |kinds: &[EditKind]| {
+            let kind = kinds[rng.random_range(0..kinds.len())];
+            Edit { kind, u: band_sample(&mut rng, self.split), v: band_sample(&mut rng, self.split) }
+        };
+        let (first, second) = (draw(&scene_kinds), draw(&pixel_kinds));
+        let scene = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 1]));
+        let a_first = first.apply(&scene, self.resolution);
+        Some(ChainedSample {
+            first,
+            second,
+            a: scene.render(self.resolution),
+            a_second: second.apply(&scene, self.resolution),
+            a_both: second.apply_pixels(&a_first),
+            a_first,
+        })
     }
 
     fn id(&self, index: usize) -> String {
