@@ -262,6 +262,27 @@ def claims_tables(claims, arms, seeds):
             m, se = paired([claims[arm, s][sa][ka] for s in have], [claims[arm, s][sb][kb] for s in have])
             cells.append(f"{m:+.4f} +- {se:.4f} ({verdict(m, se)})")
         print(f"| {label} | " + " | ".join(cells) + " |")
+    reference = arms[0]
+    others = [arm for arm in arms[1:] if any((arm, s) in claims for s in seeds)]
+    if not others:
+        return
+    print(f"\nThe same claims, each arm - {reference} (paired by seed; mean +- SE, 2-SE verdict and t-test 95%):\n")
+    print("| claim | value | " + " | ".join(f"{arm} - {reference}" for arm in others) + " |")
+    print("|---|---|" + "---|" * len(others))
+    for section, key in CLAIMS:
+        cells = []
+        for arm in others:
+            have = [
+                s
+                for s in seeds
+                if key in claims.get((arm, s), {}).get(section, {}) and key in claims.get((reference, s), {}).get(section, {})
+            ]
+            if len(have) < 2:
+                cells.append("-")
+                continue
+            m, se = paired([claims[arm, s][section][key] for s in have], [claims[reference, s][section][key] for s in have])
+            cells.append(f"{m:+.4f} +- {se:.4f} ({verdict(m, se)}; t: {t_verdict(m, se, len(have))})")
+        print(f"| {section} | {key} | " + " | ".join(cells) + " |")
 
 
 def curves(runs, arms, seeds):

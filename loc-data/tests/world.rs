@@ -151,7 +151,10 @@ fn chained_items_show_two_edits_apart_and_together() {
     for index in [0, 5, 77] {
         let c = world.chained(index).unwrap();
         assert!(!c.first.kind.acts_on_pixels() && c.second.kind.acts_on_pixels(), "{:?} then {:?}", c.first, c.second);
-        assert_eq!(c.a, world.sample(index).a, "item index's first scene");
+        let sample = world.sample(index);
+        assert_eq!((&c.a, &c.b), (&sample.a, &sample.b), "item index's scenes");
+        let scene_b_first = c.first.apply(&sample.scene_b, world.resolution);
+        assert_eq!(c.b_both, c.second.apply_pixels(&scene_b_first));
         assert_eq!(c.a_second, c.second.apply_pixels(&c.a));
         assert_eq!(c.a_both, c.second.apply_pixels(&c.a_first));
         assert_ne!(c.a_first, c.a);

@@ -165,8 +165,8 @@ pub type LoraGenerator<'a> = &'a dyn Fn(Tensor<4>, Tensor<4>) -> LoraSet;
 /// What a quad evaluation samples with, and the optional metric models.
 pub struct QuadEval<'a> {
     pub editor: &'a InstructPix2Pix,
-    /// `H` (none: the editor alone).
-    pub generator: Option<LoraGenerator<'a>>,
+    /// Each `H` by its method name (`LoC`; none: the editor alone), on the same quads.
+    pub generators: Vec<(String, LoraGenerator<'a>)>,
     /// How every method samples (`text_guidance` for G with a text instruction,
     /// `lora_guidance` for LoC), and the first chunk's seed.
     pub options: EditOptions,
@@ -222,23 +222,24 @@ impl QuadEval<'_> {
         if instructions.iter().all(|i| !i.is_empty()) {
             out.push(("G text".into(), editor.edit_with_prompts(b.clone(), &instructions, None, &text_options)));
         }
-        if let Some(generate) = self.generator {
-            let lora = generate(a, a_edited);
-            let options = EditOptions::new(sampling.clone(), seed);
-            let prompts = vec![self.prompt; n];
-            out.push(("LoC".into(), editor.edit_with_prompts(b, &prompts, Some(&lora), &options)));
+        let options = EditOptions::new(sampling.clone(), seed);
+        let prompts = vec![self.prompt; n];
+        for (method, generate) in &self.generators {
+            let lora = generate(a.clone(), a_edited.clone());
+            out.push((method.clone(), editor.edit_with_prompts(b.clone(), &prompts, Some(&lora), &options)));
         }
         out
     }
 
     /// Scores every method on `quads`, and a contact sheet of the first ones
-    /// (A | A' | B | B' | the sampled outputs).
+    /// (A | A' | B | B' | the sampled outputs, captioned).
     pub fn evaluate(&self, quads: &[PreparedQuad]) -> (QuadReport, RgbImage) {
         let (clip, dino, lpips) = (self.models.clip.as_ref(), self.models.dino.as_ref(), self.models.lpips.as_ref());
         let fid = self.models.fid.as_ref();
         let mut target_features: Vec<Vec<f32>> = Vec::new();
         let mut per_method: Vec<Scores> = Vec::new();
         let mut sheet_rows: Vec<Vec<RgbImage>> = Vec::new();
+        let mut captions: Vec<String> = Vec::new();
         for (c, chunk) in quads.chunks(CHUNK).enumerate() {
             let results: Vec<(String, Vec<RgbImage>)> = self
                 .outputs(chunk, self.options.seed + c as u64)
@@ -289,6 +290,10 @@ impl QuadEval<'_> {
                 if let Some(fid) = fid {
                     d.inception.extend(fid.embed(&refs));
                 }
+            }
+            if captions.is_empty() {
+                captions = ["A", "A'", "B", "B'"].map(String::from).to_vec();
+                captions.extend(results.iter().skip(2).map(|(method, _)| method.clone()));
             }
             let wanted = self.sheet.saturating_sub(sheet_rows.len()).min(chunk.len());
             for (i, quad) in chunk.iter().take(wanted).enumerate() {
@@ -351,6 +356,6 @@ impl QuadEval<'_> {
         }
         let cell = quads.first().map_or(64, |q| q.target.width().clamp(64, 256));
         let report = QuadReport { quads: quads.len(), steps: self.options.sampling.steps, methods, skipped };
-        (report, report::contact_sheet(&sheet_rows, cell))
+        (report, report::captioned_sheet(&captions, &sheet_rows, cell))
     }
 }

@@ -48,6 +48,18 @@ pub fn contact_sheet(rows: &[Vec<RgbImage>], cell: u32) -> RgbImage {
     sheet
 }
 
+/// A [`contact_sheet`] under a strip that captions its columns.
+pub fn captioned_sheet(captions: &[String], rows: &[Vec<RgbImage>], cell: u32) -> RgbImage {
+    const CAPTION: u32 = 12;
+    let body = contact_sheet(rows, cell);
+    let mut sheet = RgbImage::from_pixel(body.width(), body.height() + CAPTION, image::Rgb([255; 3]));
+    imageops::replace(&mut sheet, &body, 0, i64::from(CAPTION));
+    for (c, caption) in captions.iter().enumerate() {
+        draw_text(&mut sheet, caption, c as u32 * (cell + 2) + 1, 2);
+    }
+    sheet
+}
+
 /// Images side by side in `cell`-pixel squares (as [`contact_sheet`] shows them), each with
 /// its caption in an 8-pixel bitmap font on a strip below.
 pub fn labelled_row(cells: &[(String, &RgbImage)], cell: u32) -> RgbImage {

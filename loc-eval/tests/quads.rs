@@ -80,3 +80,54 @@ fn quads_scores_every_method_with_every_metric() {
     let got = method("do-nothing")["lpips"].as_f64().unwrap();
     assert!((got - expected).abs() < 1e-9 && got > 0.0, "{got} vs {expected}");
 }
+
+/// `--reference`: another `H` scored on the same quads with the same draws, beside `LoC`
+/// (unchanged by it); a checkpoint of another editor or resolution is refused by name.
+#[test]
+fn a_reference_checkpoint_is_scored_on_the_same_quads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, _) = setup(dir.path());
+    let report = |name: &str, reference: Option<&Path>| {
+        let out = dir.path().join(name);
+        let mut paths = vec![("--checkpoint", checkpoint.as_path()), ("--out", out.as_path())];
+        paths.extend(reference.map(|r| ("--reference", r)));
+        run(&["quads", "--data", "synthetic", "--count", "3", "--steps", "2"], &paths);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        report["methods"].as_array().unwrap().clone()
+    };
+    let alone = report("alone", None);
+    let with = report("with", Some(&checkpoint));
+    let names: Vec<&str> = with.iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(names, ["do-nothing", "copy", "G null", "G text", "LoC", "LoC ref"]);
+    let score = |methods: &[serde_json::Value], name: &str| {
+        let mut m = methods.iter().find(|m| m["method"] == name).unwrap().clone();
+        m.as_object_mut().unwrap().remove("method");
+        m
+    };
+    assert_eq!(score(&with, "LoC"), score(&alone, "LoC"), "LoC is the same with a reference beside it");
+    assert_eq!(score(&with, "LoC ref"), score(&with, "LoC"), "the same H on the same quads and draws");
+
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    for entry in std::fs::read_dir(&checkpoint).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), other.join(entry.file_name())).unwrap();
+    }
+    let manifest = other.join(loc_core::checkpoint::MANIFEST_FILE);
+    let mut fields: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    fields["resolution"] = 32.into();
+    std::fs::write(&manifest, serde_json::to_vec(&fields).unwrap()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loc-eval"))
+        .args(["quads", "--data", "synthetic", "--count", "3", "--steps", "2"])
+        .arg("--checkpoint")
+        .arg(&checkpoint)
+        .arg("--reference")
+        .arg(&other)
+        .arg("--out")
+        .arg(dir.path().join("refused"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("--reference") && stderr.contains("at 32 px"), "{stderr}");
+}

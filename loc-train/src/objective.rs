@@ -371,6 +371,35 @@ pub fn quad_loss(
     conditioned_loss(editor, schedule, b_edited, b, prompt, Some(&lora), rngs).mean()
 }
 
+/// A batch of chained world items (a scene edit `e1`, then a pixel edit `e2`), as `[N, 3, r, r]`
+/// tensors: `A`, `e1(A)`, `e2(A)`, another scene `B`, and `e2(e1(B))`.
+pub struct ChainedBatch {
+    pub a: Tensor<4>,
+    pub a_first: Tensor<4>,
+    pub a_second: Tensor<4>,
+    pub b: Tensor<4>,
+    pub b_both: Tensor<4>,
+}
+
+/// The composition term: `G(Δ1 + Δ2, B) -> e2(e1(B))` with `Δ1 = H(A, e1(A))` and `Δ2 = H(A,
+/// e2(A))`, so that the sum of two visual instructions' LoRAs makes both edits. `H` sees the two
+/// pairs in one batch.
+pub fn compose_loss(
+    editor: &InstructPix2Pix,
+    generator: &Generator,
+    schedule: &NoiseSchedule,
+    batch: ChainedBatch,
+    prompt: Tensor<3>,
+    rngs: &mut SampleRngs,
+) -> Tensor<1> {
+    let n = batch.a.dims()[0];
+    let deltas = generator
+        .generate(Tensor::cat(vec![batch.a.clone(), batch.a], 0), Tensor::cat(vec![batch.a_first, batch.a_second], 0));
+    let (first, second): (Vec<usize>, Vec<usize>) = ((0..n).collect(), (n..2 * n).collect());
+    let lora = deltas.clone().select(&first) + deltas.select(&second);
+    conditioned_loss(editor, schedule, batch.b_both, batch.b, prompt, Some(&lora), rngs).mean()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,6 +223,29 @@ quads = { kind = "synthetic", len = 50 }"#;
     assert!(with > without + 1e-3, "{with} vs {without}");
 }
 
+#[test]
+fn the_compose_term_adds_its_loss_on_chained_items() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let editor = editor_folder(dir.path());
+    let first_loss = |name: &str, compose: &str| {
+        let mut config = hypernet_config(&editor, &dir.path().join(name), compose);
+        config.train.steps = 1;
+        run(&config, &RunOptions::default(), &Device::flex()).unwrap().losses[0].1
+    };
+    let without = first_loss("pairs", "");
+    let once = first_loss("once", "[objective]\ncompose_weight = 1.0\ncompose_world = { len = 50 }");
+    let twice = first_loss("twice", "[objective]\ncompose_weight = 2.0\ncompose_world = { len = 50 }");
+    // Same pairs and draws for the LoRA Reverse terms, drawn before the composition term's; the
+    // term is a mean squared error, added at its weight.
+    let term = once - without;
+    assert!(term > 1e-3, "{once} vs {without}");
+    assert!(
+        (twice - without - 2.0 * term).abs() < 1e-4 * twice,
+        "weight 2: {twice}, weight 1: {once}, none: {without}"
+    );
+}
+
 /// A frozen bf16 editor trains `H` as the f32 one does: the probe (the LoRA'd editor's
 /// denoising loss on validation pairs) falls over the same steps, from nearly the same start.
 /// Gradient checkpointing recomputes activations and changes no number.

@@ -45,6 +45,9 @@ pub struct ChainedSample {
     pub a_second: RgbImage,
     /// `e2(e1(A))`: both.
     pub a_both: RgbImage,
+    /// Another scene, and `e2(e1(B))`: what `G(Δ1 + Δ2, B)` should give.
+    pub b: RgbImage,
+    pub b_both: RgbImage,
 }
 
 /// A synthetic data set: `len` items at `resolution`, deterministic by `seed`.
@@ -110,7 +113,7 @@ impl SyntheticWorld {
     }
 
     /// Item `index` as a composition: a scene edit and a pixel edit of the world's kinds, on
-    /// item `index`'s first scene, all from `(seed, split, index)`. `None` when the world draws
+    /// item `index`'s two scenes, all from `(seed, split, index)`. `None` when the world draws
     /// no scene kind or no pixel kind.
     pub fn chained(&self, index: usize) -> Option<ChainedSample> {
         let (pixel_kinds, scene_kinds): (Vec<EditKind>, Vec<EditKind>) =
@@ -126,6 +129,7 @@ impl SyntheticWorld {
         };
         let (first, second) = (draw(&scene_kinds), draw(&pixel_kinds));
         let scene = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 1]));
+        let scene_b = Scene::random(&mut stream_rng(self.seed, &[split, index as u64, 2]));
         let a_first = first.apply(&scene, self.resolution);
         Some(ChainedSample {
             first,
@@ -134,6 +138,8 @@ impl SyntheticWorld {
             a_second: second.apply(&scene, self.resolution),
             a_both: second.apply_pixels(&a_first),
             a_first,
+            b: scene_b.render(self.resolution),
+            b_both: second.apply_pixels(&first.apply(&scene_b, self.resolution)),
         })
     }
 

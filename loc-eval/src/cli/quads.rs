@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::quads::{QuadEval, prepare_quads};
+use crate::quads::{LoraGenerator, QuadEval, prepare_quads};
 use anyhow::{Context, bail};
 use loc_core::pipeline::{EditOptions, Sampling};
 use loc_data::config::{SourceConfig, WorldConfig};
@@ -14,6 +14,10 @@ use super::{Env, MetricArgs, SamplingArgs};
 pub struct QuadsArgs {
     #[arg(long)]
     checkpoint: PathBuf,
+    /// Another checkpoint of the same editor, scored on the same quads as `LoC ref` (for
+    /// example `H` trained with a kind the checkpoint's `H` never saw).
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// `synthetic` (the procedural world's held-out quads) or a JSONL manifest of quads.
     #[arg(long)]
     data: String,
@@ -62,10 +66,29 @@ pub fn run(args: QuadsArgs, env: &Env) -> anyhow::Result<()> {
     if unreadable > 0 {
         eprintln!("{unreadable} unreadable quads left out");
     }
+    let reference = args.reference.as_deref().map(|dir| env.load(dir).map(|r| (dir, r))).transpose()?;
+    if let Some((dir, reference)) = &reference {
+        let (ours, theirs) = (&model.manifest, &reference.manifest);
+        if (&ours.editor, ours.resolution) != (&theirs.editor, theirs.resolution) {
+            bail!(
+                "--reference {}: its editor {} at {} px is not the checkpoint's {} at {} px",
+                dir.display(),
+                theirs.editor.display(),
+                theirs.resolution,
+                ours.editor.display(),
+                ours.resolution
+            );
+        }
+    }
     let generate = |a, a_edited| model.generate(a, a_edited);
+    let generate_reference = reference.as_ref().map(|(_, r)| |a, a_edited| r.generate(a, a_edited));
+    let mut generators: Vec<(String, LoraGenerator)> = vec![("LoC".into(), &generate)];
+    if let Some(generate) = &generate_reference {
+        generators.push(("LoC ref".into(), generate));
+    }
     let eval = QuadEval {
         editor: &model.editor,
-        generator: Some(&generate),
+        generators,
         options: EditOptions::new(Sampling { text_guidance: args.text_guidance, ..sampling }, seed),
         prompt: &args.prompt,
         sheet: args.sheet,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use loc_core::device::Precision;
 use loc_core::hypernet::{DEFAULT_TARGET_SUFFIXES, HypernetShape};
 use loc_core::pipeline::Sampling;
-use loc_data::config::{DataConfig, SourceConfig};
+use loc_data::config::{DataConfig, SourceConfig, WorldConfig};
 use loc_eval::metrics::embedding::MetricPaths;
 use serde::{Deserialize, Serialize};
 
@@ -225,6 +225,12 @@ pub struct ObjectiveConfig {
     pub quad_weight: f32,
     /// The quads of the quad term: `synthetic` or `manifest`.
     pub quads: Option<SourceConfig>,
+    /// Hypernet stage: weight of the composition term `G(H(A, e1(A)) + H(A, e2(A)), B) ->
+    /// e2(e1(B))`, which asks the sum of two LoRAs to make both edits (0: off).
+    pub compose_weight: f32,
+    /// The world whose chained items (a scene edit, then a pixel edit) feed the composition
+    /// term; its kinds must include both sorts.
+    pub compose_world: Option<WorldConfig>,
 }
 
 impl Default for ObjectiveConfig {
@@ -236,6 +242,8 @@ impl Default for ObjectiveConfig {
             conditioning_dropout: 0.05,
             quad_weight: 0.0,
             quads: None,
+            compose_weight: 0.0,
+            compose_world: None,
         }
     }
 }

@@ -147,3 +147,17 @@ fn world_kinds_are_checked_by_name_before_any_work() {
     let err = load(MINIMAL, &[eval, "eval.count=8"]).unwrap_err().to_string();
     assert!(err.contains("`eval.quads.exclude_kinds` `hue` is not among `kinds`"), "{err}");
 }
+
+#[test]
+fn the_composition_term_needs_a_world_that_chains_two_sorts_of_edit() {
+    let config = load(MINIMAL, &["objective.compose_weight=0.5", "objective.compose_world.len=100"]).unwrap();
+    assert_eq!(config.objective.compose_world.as_ref().map(|w| w.len), Some(100));
+    let err = load(MINIMAL, &["objective.compose_weight=1"]).unwrap_err().to_string();
+    assert!(err.contains("`objective.compose_world` is required when objective.compose_weight > 0"), "{err}");
+    let pixels_only =
+        ["objective.compose_weight=1", r#"objective.compose_world={ len = 9, kinds = ["blur", "invert"] }"#];
+    let err = load(MINIMAL, &pixels_only).unwrap_err().to_string();
+    assert!(err.contains("`objective.compose_world.kinds` must draw a scene kind and a pixel kind"), "{err}");
+    let err = load(MINIMAL, &["objective.compose_weight=-1"]).unwrap_err().to_string();
+    assert!(err.contains("`objective.compose_weight` must be >= 0"), "{err}");
+}

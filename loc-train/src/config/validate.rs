@@ -192,6 +192,25 @@ impl ObjectiveConfig {
         if self.quad_weight > 0.0 && stage != Stage::Hypernet {
             return invalid("objective.quad_weight", "only applies to the hypernet stage");
         }
+        if !(self.compose_weight.is_finite() && self.compose_weight >= 0.0) {
+            return invalid("objective.compose_weight", format!("must be >= 0, got {}", self.compose_weight));
+        }
+        match (&self.compose_world, self.compose_weight > 0.0) {
+            (None, true) => return invalid("objective.compose_world", "is required when objective.compose_weight > 0"),
+            (Some(world), _) => {
+                let kinds = world
+                    .drawn_kinds()
+                    .map_err(|(inner, problem)| (format!("objective.compose_world.{inner}"), problem))?;
+                if !(kinds.iter().any(|k| k.acts_on_pixels()) && kinds.iter().any(|k| !k.acts_on_pixels())) {
+                    let problem = "must draw a scene kind and a pixel kind, to chain one after the other";
+                    return invalid("objective.compose_world.kinds", problem);
+                }
+            }
+            _ => {}
+        }
+        if self.compose_weight > 0.0 && stage != Stage::Hypernet {
+            return invalid("objective.compose_weight", "only applies to the hypernet stage");
+        }
         Ok(())
     }
 }

@@ -17,8 +17,9 @@ use loc_core::pipeline::{EditOptions, InstructPix2Pix};
 use loc_core::schedule::NoiseSchedule;
 use loc_core::weights::load_safetensors;
 use loc_data::config::OpenedSet;
-use loc_data::pipeline::{PreparedQuad, Preprocess, quad_tensors};
+use loc_data::pipeline::{PreparedQuad, Preprocess, images_to_tensor, quad_tensors};
 use loc_data::record::QuadRecord;
+use loc_data::world::{ChainedSample, SyntheticWorld};
 use loc_eval::quads::QuadReport;
 use rand::RngExt;
 
@@ -27,7 +28,8 @@ use crate::cache::{Encoders, EncodingCache};
 use crate::config::Config;
 use crate::models::{save_image_encoder, tiny_vision_config};
 use crate::objective::{
-    Generator, Loss, SampleRngs, lora_reverse_loss, lora_reverse_loss_encoded, quad_loss, text_states,
+    ChainedBatch, Generator, Loss, SampleRngs, compose_loss, lora_reverse_loss, lora_reverse_loss_encoded, quad_loss,
+    text_states,
 };
 use crate::optim::unfreeze;
 use crate::probe::{Probe, ProbeResult};
@@ -50,6 +52,8 @@ pub(super) struct HypernetTrainee {
     prompt: Tensor<3>,
     /// The quad term's data (`objective.quad_weight > 0`).
     quads: Option<QuadSampler>,
+    /// The composition term's world (`objective.compose_weight > 0`).
+    compose_world: Option<SyntheticWorld>,
     schedule: NoiseSchedule,
     target_suffixes: Vec<String>,
     resolution: u32,
@@ -99,11 +103,16 @@ impl HypernetTrainee {
             }),
             _ => None,
         };
+        let compose_world = match (&config.objective.compose_world, config.objective.compose_weight > 0.0) {
+            (Some(world), true) => Some(world.world(config.data.resolution, config.seed)?),
+            _ => None,
+        };
         let mut trainee = Self {
             schedule: NoiseSchedule::new(&editor.scheduler),
             editor_valid: editor.valid(),
             editor,
             quads,
+            compose_world,
             editor_dir,
             weights: HypernetWeights { hypernet, encoder },
             hypernet_config,
@@ -162,6 +171,7 @@ impl Trainee for HypernetTrainee {
             frozen_encoder: self.frozen_encoder.clone(),
             prompt: self.prompt.clone().to_device(device),
             quads: self.quads.clone(),
+            compose_world: self.compose_world.clone(),
             schedule: self.schedule.clone(),
             target_suffixes: self.target_suffixes.clone(),
             resolution: self.resolution,
@@ -186,6 +196,12 @@ impl Trainee for HypernetTrainee {
             let term = quad_loss(&self.editor, &generator, &self.schedule, images, self.prompt.clone(), rngs);
             loss.total = loss.total + term.clone().mul_scalar(objective.quad_weight);
             loss.terms.push(("loss/quad", term));
+        }
+        if let Some(world) = &self.compose_world {
+            let batch = draw_chained(world, rngs, &self.prompt.device());
+            let term = compose_loss(&self.editor, &generator, &self.schedule, batch, self.prompt.clone(), rngs);
+            loss.total = loss.total + term.clone().mul_scalar(objective.compose_weight);
+            loss.terms.push(("loss/compose", term));
         }
         loss
     }
@@ -281,6 +297,24 @@ impl QuadSampler {
             })
             .collect();
         quad_tensors(&quads, device)
+    }
+}
+
+/// One chained item of `world` per sample of `rngs`, each drawn from its sample's stream.
+fn draw_chained(world: &SyntheticWorld, rngs: &mut SampleRngs, device: &Device) -> ChainedBatch {
+    let items: Vec<ChainedSample> = (0..rngs.len())
+        .map(|i| {
+            let index = rngs.sample(i).random_range(0..world.len);
+            world.chained(index).expect("validated: the composition world draws scene and pixel kinds")
+        })
+        .collect();
+    let stack = |f: fn(&ChainedSample) -> &RgbImage| images_to_tensor(&items.iter().map(f).collect::<Vec<_>>(), device);
+    ChainedBatch {
+        a: stack(|c| &c.a),
+        a_first: stack(|c| &c.a_first),
+        a_second: stack(|c| &c.a_second),
+        b: stack(|c| &c.b),
+        b_both: stack(|c| &c.b_both),
     }
 }
 

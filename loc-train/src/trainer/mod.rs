@@ -161,7 +161,8 @@ struct Evaluation<'a> {
 }
 
 impl Evaluation<'_> {
-    /// The end-of-run quad evaluation of `editor` with `generator`'s LoRA (if any) and `prompt`.
+    /// The end-of-run quad evaluation of `editor` with `generator`'s LoRA (if any, as `LoC`)
+    /// and `prompt`.
     fn run(
         &self,
         editor: &InstructPix2Pix,
@@ -173,7 +174,8 @@ impl Evaluation<'_> {
     ) -> (QuadReport, RgbImage) {
         let options = EditOptions::new(self.config.sampling.clone(), config.seed);
         let (sheet, models) = (self.config.sheet, &self.models);
-        QuadEval { editor, generator, options, prompt, sheet, models, device }.evaluate(quads)
+        let generators = generator.map(|g| ("LoC".to_string(), g)).into_iter().collect();
+        QuadEval { editor, generators, options, prompt, sheet, models, device }.evaluate(quads)
     }
 }
 
