@@ -37,10 +37,12 @@ def paired(a, b):
     """Mean and standard error of a - b over the seeds both have."""
     diffs = [x - y for x, y in zip(a, b)]
     m, s = mean_std(diffs)
-    return m, s / len(diffs) ** 0.5 if diffs else float("nan")
+    return m, s / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
 
 
 def verdict(m, se):
+    if se != se:
+        return "one seed: no verdict"
     return "distinguishable" if abs(m) > 2 * se else "not distinguishable"
 
 
@@ -241,6 +243,8 @@ def claims_tables(claims, arms, seeds):
     if not claims:
         print("\n(no claims.json: run `loc-eval claims` on the runs)")
         return
+    # The no-KIND arms are scored on their kind's quads, not by the claims.
+    arms = [arm for arm in arms if any((arm, s) in claims for s in seeds)]
     print("\nClaims (`loc-eval claims`, held-out world; L2, mean +- std over seeds):\n")
     print("| claim | value | " + " | ".join(arms) + " |")
     print("|---|---|" + "---|" * len(arms))
