@@ -239,6 +239,16 @@ CLAIM_DIFFERENCES = [
 ]
 
 
+def claim_difference(claims, seeds, a, b):
+    """Claim a - claim b, each `(arm, section, key)`, paired over the seeds that have both."""
+    value = lambda arm, section, key, s: claims.get((arm, s), {}).get(section, {}).get(key)
+    have = [s for s in seeds if value(*a, s) is not None and value(*b, s) is not None]
+    if len(have) < 2:
+        return "-"
+    m, se = paired([value(*a, s) for s in have], [value(*b, s) for s in have])
+    return f"{m:+.4f} +- {se:.4f} ({verdict(m, se)}; t: {t_verdict(m, se, len(have))})"
+
+
 def claims_tables(claims, arms, seeds):
     if not claims:
         print("\n(no claims.json: run `loc-eval claims` on the runs)")
@@ -259,12 +269,7 @@ def claims_tables(claims, arms, seeds):
     for label, (sa, ka), (sb, kb) in CLAIM_DIFFERENCES:
         cells = []
         for arm in arms:
-            have = [s for s in seeds if (arm, s) in claims and ka in claims[arm, s][sa] and kb in claims[arm, s][sb]]
-            if len(have) < 2:
-                cells.append("-")
-                continue
-            m, se = paired([claims[arm, s][sa][ka] for s in have], [claims[arm, s][sb][kb] for s in have])
-            cells.append(f"{m:+.4f} +- {se:.4f} ({verdict(m, se)})")
+            cells.append(claim_difference(claims, seeds, (arm, sa, ka), (arm, sb, kb)))
         print(f"| {label} | " + " | ".join(cells) + " |")
     reference = arms[0]
     others = [arm for arm in arms[1:] if any((arm, s) in claims for s in seeds)]
@@ -276,16 +281,7 @@ def claims_tables(claims, arms, seeds):
     for section, key in CLAIMS:
         cells = []
         for arm in others:
-            have = [
-                s
-                for s in seeds
-                if key in claims.get((arm, s), {}).get(section, {}) and key in claims.get((reference, s), {}).get(section, {})
-            ]
-            if len(have) < 2:
-                cells.append("-")
-                continue
-            m, se = paired([claims[arm, s][section][key] for s in have], [claims[reference, s][section][key] for s in have])
-            cells.append(f"{m:+.4f} +- {se:.4f} ({verdict(m, se)}; t: {t_verdict(m, se, len(have))})")
+            cells.append(claim_difference(claims, seeds, (arm, section, key), (reference, section, key)))
         print(f"| {section} | {key} | " + " | ".join(cells) + " |")
 
 
