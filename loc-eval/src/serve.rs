@@ -79,7 +79,7 @@ pub fn serve(model: LocModel, device: Device, checkpoint: &str, options: ServeOp
         .route("/api/image", post(upload_handler))
         .route("/api/edit", get(edit_handler))
         .route("/api/lora", get(lora_handler))
-        .layer(DefaultBodyLimit::max(options.max_upload_bytes))
+        .layer(DefaultBodyLimit::max(read_limit(options.max_upload_bytes)))
         .with_state(AppState { jobs, info });
     let listener = options.listener;
     let server = std::thread::spawn(move || -> anyhow::Result<()> {
@@ -363,20 +363,33 @@ async fn info_handler(State(state): State<AppState>) -> Result<Response, ApiErro
     Ok(json(&InfoReply { info: state.info.clone(), counts }))
 }
 
+/// How much of a request body the server reads. An upload somewhat over `--max-upload-mb` is
+/// read to its end before the 413, because a server that answers mid-upload closes the
+/// connection and the browser then shows a network error instead of the reason.
+fn read_limit(max_upload_bytes: usize) -> usize {
+    max_upload_bytes.saturating_mul(2).saturating_add(8 << 20)
+}
+
 async fn upload_handler(
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+    let too_large = || {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the file is larger than this server accepts ({} bytes, --max-upload-mb)",
                 state.info.max_upload_bytes
             ),
-        ),
+        )
+    };
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         status => ApiError::new(status, rejection.body_text()),
     })?;
+    if body.len() > state.info.max_upload_bytes {
+        return Err(too_large());
+    }
     if body.is_empty() {
         return Err(ApiError::bad("the upload is empty".into()));
     }
