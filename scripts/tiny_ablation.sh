@@ -3,7 +3,7 @@
 # (2 cores); `loc-eval claims` on each run's checkpoint; then one table of mean +- std per arm
 # and method, paired differences with their standard errors, the claims, and the probes' curves.
 #
-#   scripts/tiny_ablation.sh [--seeds "0 1 2"] [--arms "reverse no-reverse no-exchange"] [-- --set K=V ...]
+#   scripts/tiny_ablation.sh [--seeds "0 1 2"] [--arms "reverse no-reverse no-exchange"] [--no-claims] [-- --set K=V ...]
 #
 # Arms: `reverse` (LoRA Reverse, the default), `no-reverse` (objective.reverse_weight = 0),
 # `no-exchange` (objective.exchange_prob = 0), `compose` (the composition term at weight 1),
@@ -11,7 +11,8 @@
 # scored on held-out quads of that kind alone (ARM/seed-N/kind-KIND/report.json, `loc-eval
 # quads --kinds KIND` with the run's [eval] settings); the `reverse` arm is scored on the same
 # quads as the with-kind reference. Every run's report also holds the editor's own baselines
-# (do-nothing, copy, G null, G text). Arguments after `--` go to every run.
+# (do-nothing, copy, G null, G text). `--no-claims` leaves out `loc-eval claims` (3 minutes a
+# run), for a sweep that needs only the reports. Arguments after `--` go to every run.
 # Runs go to runs/tiny-ablation/ARM/seed-N (RUNS_DIR overrides); a run whose report.json
 # (claims/claims.json, kind-KIND/report.json) exists is not trained (evaluated) again, so an
 # interrupted sweep resumes. Those JSON files are also copied to an archive that is committed
@@ -28,10 +29,12 @@ cd "$(dirname "$0")/.."
 
 seeds="0 1 2"
 arms="reverse no-reverse no-exchange"
+claims=1
 while [[ $# -gt 0 && "$1" != "--" ]]; do
     case "$1" in
         --seeds) seeds="$2"; shift 2 ;;
         --arms) arms="$2"; shift 2 ;;
+        --no-claims) claims=0; shift ;;
         *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
 done
@@ -91,6 +94,8 @@ kind_eval() {
         >"$dir/kind-$kind.log" 2>&1 || { echo "$dir: $kind quads FAILED: see $dir/kind-$kind.log" >&2; return 1; }
 }
 
+owes_claims() { [[ $claims == 1 && ! -f "$1/claims/claims.json" ]]; }
+
 # Whether run $1 (arm $2) owes an evaluation of its checkpoint.
 owes_evaluation() {
     local dir=$1 arm=$2 kind
@@ -99,8 +104,8 @@ owes_evaluation() {
             for kind in ${held_out_kinds[@]+"${held_out_kinds[@]}"}; do
                 [[ -f "$dir/kind-$kind/report.json" ]] || return 0
             done
-            [[ ! -f "$dir/claims/claims.json" ]] ;;
-        no-reverse | no-exchange | compose) [[ ! -f "$dir/claims/claims.json" ]] ;;
+            owes_claims "$dir" ;;
+        no-reverse | no-exchange | compose) owes_claims "$dir" ;;
         no-*) [[ ! -f "$dir/kind-${arm#no-}/report.json" ]] ;;
     esac
 }
@@ -126,7 +131,7 @@ run_one() {
         no-reverse | no-exchange | compose) ;;
         no-*) kind_eval "$dir" "$seed" "${arm#no-}"; return ;;
     esac
-    if [[ ! -f "$dir/claims/claims.json" ]]; then
+    if owes_claims "$dir"; then
         echo "$arm seed $seed: claims (log in $dir.claims.log)"
         # The sampling of configs/tiny.toml's [eval]: 20 steps, guidance 1/1, the LoRA in every branch.
         "$runs/loc-eval" claims --checkpoint "$dir/loc" --seed "$seed" --steps 20 --guidance 1 \
