@@ -55,9 +55,9 @@ pub fn sigmoid_f32(x: f32) -> f32 {
     }
 }
 
-/// erf(x) within 1.5e-7 absolute (Abramowitz and Stegun 7.1.26, as PyTorch's vectorized CPU
-/// `erf`). For GELU, where 1 + erf(x) is what counts; the `erf` op keeps libm's, whose relative
-/// error stays small near 0.
+/// erf(x) within 5e-7 absolute in f32 (Abramowitz and Stegun 7.1.26, whose own bound is
+/// 1.5e-7, as PyTorch's vectorized CPU `erf`). For GELU, where 1 + erf(x) is what counts; the
+/// `erf` op keeps libm's, whose relative error stays small near 0.
 #[inline(always)]
 pub fn erf_gelu_f32(x: f32) -> f32 {
     let a = x.abs();
@@ -123,6 +123,7 @@ pub(crate) fn zip_inplace<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     /// Distance in units of the last place, through the ordered integer view of the bits.
     fn ulps(a: f32, b: f32) -> u32 {
@@ -149,11 +150,55 @@ mod tests {
     }
 
     #[test]
+    fn sigmoid_is_within_a_few_ulp_and_saturates() {
+        let mut worst = 0;
+        for i in -80_000..=80_000 {
+            let x = i as f32 * 1e-3 + 3.1e-4;
+            let exact = (1.0 / (1.0 + (-(x as f64)).exp())) as f32;
+            worst = worst.max(ulps(sigmoid_f32(x), exact));
+        }
+        assert!(worst <= 4, "worst {worst} ulp");
+        assert_eq!(sigmoid_f32(0.0), 0.5);
+        assert_eq!(sigmoid_f32(200.0), 1.0);
+        assert_eq!(sigmoid_f32(-200.0), 0.0);
+    }
+
+    #[test]
+    fn dispatched_loops_apply_the_op_to_every_element() {
+        // Lengths around the vector widths, so that the tails are covered.
+        for n in [0, 1, 7, 16, 33, 1000] {
+            let src: Vec<f32> = (0..n).map(|i| i as f32 * 0.37 - 9.0).collect();
+            let want: Vec<f32> = src.iter().map(|&x| exp_f32(x)).collect();
+            let mut data = src.clone();
+            map_inplace(&mut data, exp_f32);
+            assert_eq!(data, want);
+            let mut out = alloc::vec![MaybeUninit::uninit(); n];
+            map_into(&src, &mut out, exp_f32);
+            assert!(
+                out.iter()
+                    .zip(&want)
+                    .all(|(o, &w)| unsafe { o.assume_init() } == w)
+            );
+            let mut data = src.clone();
+            zip_inplace(&mut data, &want, |a, b| a - b);
+            assert!(
+                data.iter()
+                    .zip(src.iter().zip(&want))
+                    .all(|(&d, (&s, &w))| d == s - w)
+            );
+        }
+    }
+
+    #[test]
     fn erf_for_gelu_is_within_its_bound() {
+        // The formula's own bound is 1.5e-7; evaluated in f32, 1 - p t e^(-x^2) loses up to
+        // a few units of f32's last place near 1 (measured: 4.7e-7 at x = -0.045).
+        let mut worst = 0.0f64;
         for i in -6000..=6000 {
             let x = i as f32 * 1e-3;
             let exact = libm::erf(x as f64);
-            assert!((erf_gelu_f32(x) as f64 - exact).abs() < 2e-7, "x {x}");
+            worst = worst.max((erf_gelu_f32(x) as f64 - exact).abs());
         }
+        assert!(worst < 5e-7, "worst {worst}");
     }
 }

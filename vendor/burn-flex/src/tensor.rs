@@ -945,6 +945,20 @@ mod tests {
     use alloc::vec;
 
     #[test]
+    fn test_empty_is_zeroed_and_aligned() {
+        // A whole number of 16-byte words, and a byte count that is not.
+        let words = FlexTensor::empty(Shape::from(vec![3, 8]), DType::F32);
+        let values: &[f32] = words.storage();
+        assert_eq!(values.len(), 24);
+        assert!(values.iter().all(|&v| v == 0.0));
+        assert_eq!(values.as_ptr() as usize % align_of::<f32>(), 0);
+        let odd = FlexTensor::empty(Shape::from(vec![5]), DType::F32);
+        assert_eq!(odd.storage::<f32>(), &[0.0; 5]);
+        let none = FlexTensor::empty(Shape::from(vec![0, 4]), DType::F64);
+        assert!(none.storage::<f64>().is_empty());
+    }
+
+    #[test]
     fn test_from_data_roundtrip() {
         let data = TensorData::from([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let tensor = FlexTensor::from_data(data.clone());

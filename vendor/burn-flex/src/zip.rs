@@ -724,6 +724,37 @@ mod tests {
     }
 
     #[test]
+    fn test_for_each_stretch_matches_strided_iter_over_any_range() {
+        // A broadcast rhs and a transposed lhs; ranges that start and end
+        // inside runs, span several runs, and cover the whole nest.
+        let full = [3usize, 5, 7];
+        let rhs = broadcast_layout(&[3, 1, 7], &full);
+        let lhs = Layout::contiguous(Shape::from(vec![3, 7, 5])).transpose(1, 2);
+        let nest = collapse_for_zip(&lhs, &rhs).unwrap();
+        let want: Vec<(usize, usize)> =
+            StridedIter::new(&lhs).zip(StridedIter::new(&rhs)).collect();
+        let (_, l_st, r_st) = nest.inner();
+        for (start, len) in [(0, 105), (0, 1), (3, 4), (6, 30), (40, 65), (104, 1)] {
+            let mut got = Vec::new();
+            nest.for_each_stretch(start, len, |o, lb, rb, n| {
+                assert_eq!(o, got.len(), "stretches arrive in order");
+                got.extend((0..n).map(|i| {
+                    (
+                        (lb as isize + i as isize * l_st) as usize,
+                        (rb as isize + i as isize * r_st) as usize,
+                    )
+                }));
+            });
+            assert_eq!(
+                got,
+                want[start..start + len],
+                "range {start}..{}",
+                start + len
+            );
+        }
+    }
+
+    #[test]
     fn test_zip_map_general_strided_inner() {
         // Transposed lhs: collapsed inner stride pair is neither
         // contiguous nor broadcast, exercising the general arm.
@@ -757,12 +788,12 @@ mod tests {
 
     /// Run `zip_apply_inplace` over `dst`, given that `dst_layout` is
     /// the dense side. Returns `None` if the nest declines the pair.
-    fn apply_inplace<E: Copy>(
+    fn apply_inplace<E: Copy + Send + Sync>(
         dst: &mut [E],
         dst_layout: &Layout,
         src: &[E],
         src_layout: &Layout,
-        op: impl Fn(E, E) -> E,
+        op: impl Fn(E, E) -> E + Sync,
     ) -> Option<()> {
         let nest = collapse_for_zip(dst_layout, src_layout)?;
         if !nest.lhs_is_dense_from_zero() {

@@ -698,6 +698,82 @@ mod tests {
     // both operand orders) are exactly the ones a stride-collapsing bug
     // would silently get wrong, and the expected values are path-agnostic.
 
+    /// Ops large enough to be split across threads (three, so that chunks
+    /// end off the run boundaries) give the per-element results: in place,
+    /// allocating, broadcasting both ways, and with a scalar.
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn test_binary_ops_split_across_threads_f32() {
+        let (rows, cols) = (97, 1031); // ~100k elements, past the split threshold
+        let a: Vec<f32> = (0..rows * cols)
+            .map(|i| (i % 251) as f32 * 0.25 - 7.0)
+            .collect();
+        let b: Vec<f32> = (0..rows * cols).map(|i| (i % 13) as f32 + 1.5).collect();
+        let row: Vec<f32> = (0..cols).map(|i| i as f32 * 0.5 - 3.25).collect(); // never 0
+        let tensor = |v: &Vec<f32>, shape: [usize; 2]| {
+            FlexTensor::from_data(TensorData::new(v.clone(), shape.to_vec()))
+        };
+        let values = |t: FlexTensor| t.into_data().as_slice::<f32>().unwrap().to_vec();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let sub = |x: f32, y: f32| x - y;
+            let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| x - y).collect();
+            let in_place = binary_op(
+                tensor(&a, [rows, cols]),
+                tensor(&b, [rows, cols]),
+                sub,
+                |x, y| x - y,
+                None,
+            );
+            assert_eq!(values(in_place), want);
+            let lhs = tensor(&a, [rows, cols]);
+            let _shared = lhs.clone(); // not unique: the allocating path
+            let allocating = binary_op(
+                lhs,
+                tensor(&b, [rows, cols]),
+                sub,
+                |x, y| x - y,
+                Some(BinaryOp::Sub),
+            );
+            assert_eq!(values(allocating), want);
+
+            // A row broadcast over the rows, on either side.
+            let want: Vec<f32> = a
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| x / row[i % cols])
+                .collect();
+            let got = binary_op(
+                tensor(&a, [rows, cols]),
+                tensor(&row, [1, cols]),
+                |x, y| x / y,
+                |x, y| x / y,
+                None,
+            );
+            assert_eq!(values(got), want);
+            let want: Vec<f32> = a
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| row[i % cols] - x)
+                .collect();
+            let got = binary_op(
+                tensor(&row, [1, cols]),
+                tensor(&a, [rows, cols]),
+                sub,
+                |x, y| x - y,
+                None,
+            );
+            assert_eq!(values(got), want);
+
+            let want: Vec<f32> = a.iter().map(|&x| x * 3.0).collect();
+            let got = scalar_op(tensor(&a, [rows, cols]), 3.0, |x, y| x * y, |x, y| x * y);
+            assert_eq!(values(got), want);
+        });
+    }
+
     /// Shared-row broadcast: 1-D gamma reshaped + expanded, with the
     /// size-1 outer dim exemption in play.
     #[test]

@@ -841,6 +841,62 @@ mod tests {
     use super::*;
     use burn_backend::TensorData;
 
+    /// Stride-1 transposed convolutions, which run as a convolution with the kernel flipped,
+    /// against the direct transposed-convolution kernel: paddings up to and at
+    /// `dilation (kernel - 1)`, dilations, a non-square kernel, with and without bias; and the
+    /// cases that keep the direct kernel (a larger padding, groups, stride 2).
+    #[test]
+    fn test_conv_transpose2d_stride_one_matches_the_direct_kernel() {
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7 + seed) % 23) as f32 * 0.1 - 1.1)
+                .collect()
+        };
+        let tensor = |v: Vec<f32>, shape: [usize; 4]| {
+            FlexTensor::from_data(TensorData::new(v, shape.to_vec()))
+        };
+        let (batch, channels_in, per_group, kh, kw) = (2, 4, 3, 3, 4);
+        let cases = [
+            ([1, 1], [0, 0], [1, 1], 1),
+            ([1, 1], [1, 2], [1, 1], 1),
+            ([1, 1], [2, 1], [2, 1], 1),
+            ([1, 1], [4, 5], [2, 2], 1),
+            ([1, 1], [2, 3], [1, 1], 1),
+            ([1, 1], [3, 3], [1, 1], 1),
+            ([1, 1], [1, 1], [1, 1], 2),
+            ([2, 2], [1, 0], [1, 1], 1),
+        ];
+        for (i, (stride, padding, dilation, groups)) in cases.into_iter().enumerate() {
+            let x = tensor(
+                values(batch * channels_in * 6 * 5, 1),
+                [batch, channels_in, 6, 5],
+            );
+            let weight = tensor(
+                values(channels_in * per_group * kh * kw, 5),
+                [channels_in, per_group, kh, kw],
+            );
+            let bias = (i % 2 == 0).then(|| {
+                FlexTensor::from_data(TensorData::new(
+                    values(per_group * groups, 9),
+                    vec![per_group * groups],
+                ))
+            });
+            let options = ConvTransposeOptions::new(stride, padding, [0, 0], dilation, groups);
+            let got =
+                Flex::conv_transpose2d(x.clone(), weight.clone(), bias.clone(), options.clone());
+            let want = conv_transpose::conv_transpose2d_f32(x, weight, bias, &options);
+            assert_eq!(got.shape(), want.shape(), "case {i}");
+            let got: Vec<f32> = got.into_data().try_into_vec().unwrap();
+            let want: Vec<f32> = want.into_data().try_into_vec().unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-4, "case {i}: {worst}");
+        }
+    }
+
     #[test]
     fn test_conv3d_asymmetric_end_padding() {
         let x = FlexTensor::from_data(TensorData::new(

@@ -384,6 +384,31 @@ mod tests {
 
     use crate::FlexTensor;
 
+    /// A unary op large enough to be split across threads (three, so that
+    /// chunks are uneven) gives the per-element results, in place and into
+    /// a new buffer.
+    #[cfg(feature = "rayon")]
+    #[test]
+    fn test_unary_op_split_across_threads() {
+        let data: Vec<f32> = (0..100_003)
+            .map(|i| (i % 997) as f32 * 0.01 - 5.0)
+            .collect();
+        let want: Vec<f32> = data.iter().map(|&x| x * x - 1.0).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let tensor = FlexTensor::from_data(TensorData::new(data.clone(), [data.len()]));
+            let in_place = super::unary_op(tensor, |x| x * x - 1.0, |x| x * x - 1.0);
+            assert_eq!(in_place.into_data().try_into_vec::<f32>().unwrap(), want);
+            let tensor = FlexTensor::from_data(TensorData::new(data.clone(), [data.len()]));
+            let _shared = tensor.clone(); // not unique: a new buffer
+            let allocated = super::unary_op(tensor, |x| x * x - 1.0, |x| x * x - 1.0);
+            assert_eq!(allocated.into_data().try_into_vec::<f32>().unwrap(), want);
+        });
+    }
+
     #[test]
     fn test_round_ties_even_large_float() {
         // Values outside i32 range used to break the manual round_ties_even impl.
