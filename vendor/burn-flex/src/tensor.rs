@@ -235,7 +235,7 @@ impl FlexTensor {
         let byte_len = num_elements * dtype_size(dtype);
         // Zeroed in words of `Bytes`' alignment: a `Vec<u8>` is 1-aligned, and
         // `Bytes::from_bytes_vec` copies it into a new aligned buffer (LoC-rs patch).
-        let bytes = if byte_len % size_of::<u128>() == 0 {
+        let bytes = if byte_len.is_multiple_of(size_of::<u128>()) {
             Bytes::from_elems(alloc::vec![0u128; byte_len / size_of::<u128>()])
         } else {
             Bytes::from_bytes_vec(alloc::vec![0u8; byte_len])
