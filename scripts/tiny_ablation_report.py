@@ -191,8 +191,8 @@ def held_out_kind_table(runs, arms, seeds):
     print("(L2 to B', mean +- std over seeds; differences paired by seed, mean +- SE, with the 2-SE")
     print("verdict and the paired t-test at 95%). `with` is H trained on every kind (the `reverse` arm).\n")
     print("| kind | seeds | LoC without | LoC with | do-nothing | G null | G text | leakage without "
-          "| without - do-nothing | without - with |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| without / do-nothing | without / with | without - do-nothing | without - with |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for kind in kinds:
         rows = [(kind_report(f"no-{kind}", s, kind), kind_report("reverse", s, kind)) for s in seeds]
         rows = [(without, with_) for without, with_ in rows if without and with_]
@@ -203,6 +203,9 @@ def held_out_kind_table(runs, arms, seeds):
         cells = [fmt(l2(without, "LoC"), 4), fmt(l2(with_, "LoC"), 4)]
         cells += [fmt(l2(without, b), 4) for b in ("do-nothing", "G null", "G text")]
         cells.append(fmt([r["LoC"]["leakage"] for r in without], 4))
+        for other, method in ((without, "do-nothing"), (with_, "LoC")):
+            ratios = [a / b for a, b in zip(l2(without, "LoC"), l2(other, method))]
+            cells.append(fmt(ratios, 2))
         for other, method in ((without, "do-nothing"), (with_, "LoC")):
             m, se = paired(l2(without, "LoC"), l2(other, method))
             cells.append(f"{m:+.4f} +- {se:.4f} ({verdict(m, se)}; t: {t_verdict(m, se, len(rows))})")
