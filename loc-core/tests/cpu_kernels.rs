@@ -1,13 +1,14 @@
 //! burn-flex's kernels as patched in `vendor/burn-flex` (PATCHES.md), against their plain
 //! definitions: the element-wise loops split across threads, the vectorized exp, sigmoid, GELU and
-//! softmax, and the stride-1 transposed convolution run as a convolution.
+//! softmax, the 2D convolution by im2col on the NCHW input, and the stride-1 transposed convolution
+//! run as a convolution.
 
 mod common;
 
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
-use burn::tensor::module::conv_transpose2d;
-use burn::tensor::ops::ConvTransposeOptions;
+use burn::tensor::module::{conv_transpose2d, conv2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use common::{fixed, values};
 
 /// Enough elements (2^16 and more) that every loop below runs on several threads.
@@ -75,6 +76,59 @@ fn exp_sigmoid_gelu_and_softmax_stay_within_f32_rounding() {
         for (&v, &q) in row.iter().zip(p) {
             assert!(relative_error(q, (v as f64 - max).exp() / total) < 1e-6, "softmax {q}");
         }
+    }
+}
+
+#[test]
+fn convolutions_equal_their_definition() {
+    let device = Device::flex();
+    // (batch, c_in, c_out, groups, [h, w], [kh, kw], stride, padding, dilation): outputs larger
+    // than one 256-position tile, tiles that end inside a row's left padding (Inception's 1x7
+    // and 7x1 at 17x17), strides, dilations, groups.
+    let cases = [
+        (2, 3, 4, 1, [17, 17], [1, 7], [1, 1], [0, 3], [1, 1]),
+        (1, 3, 2, 1, [17, 17], [7, 1], [1, 1], [3, 0], [1, 1]),
+        (2, 4, 6, 2, [9, 8], [3, 3], [2, 1], [1, 2], [1, 2]),
+        (1, 2, 3, 1, [34, 33], [3, 5], [2, 2], [1, 4], [1, 1]),
+    ];
+    for (batch, c_in, c_out, groups, [h, w], [kh, kw], stride, padding, dilation) in cases {
+        let x = fixed([batch, c_in, h, w], &device);
+        let weight = fixed([c_out, c_in / groups, kh, kw], &device).mul_scalar(0.5);
+        let bias = fixed([c_out], &device);
+        let out =
+            conv2d(x.clone(), weight.clone(), Some(bias.clone()), ConvOptions::new(stride, padding, dilation, groups));
+        let [_, _, out_h, out_w] = out.dims();
+        assert_eq!(out_h, (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1);
+        assert_eq!(out_w, (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1);
+
+        // out[n, o, i, j] = b[o] + sum x[n, g c_per + c, i s - p + k d] w[o, c, k] (per axis).
+        let (vx, vw, vb) = (values(x), values(weight), values(bias));
+        let (c_per, o_per) = (c_in / groups, c_out / groups);
+        let mut expected = vec![0.0f64; batch * c_out * out_h * out_w];
+        for (index, e) in expected.iter_mut().enumerate() {
+            let (n, o, i, j) = (
+                index / (c_out * out_h * out_w),
+                index / (out_h * out_w) % c_out,
+                index / out_w % out_h,
+                index % out_w,
+            );
+            *e = vb[o] as f64;
+            for (c, a, b) in (0..c_per).flat_map(|c| (0..kh).flat_map(move |a| (0..kw).map(move |b| (c, a, b)))) {
+                let ih = (i * stride[0] + a * dilation[0]) as isize - padding[0] as isize;
+                let iw = (j * stride[1] + b * dilation[1]) as isize - padding[1] as isize;
+                if (0..h as isize).contains(&ih) && (0..w as isize).contains(&iw) {
+                    let channel = o / o_per * c_per + c;
+                    let xv = vx[((n * c_in + channel) * h + ih as usize) * w + iw as usize] as f64;
+                    *e += xv * vw[((o * c_per + c) * kh + a) * kw + b] as f64;
+                }
+            }
+        }
+        let got = values(out);
+        let worst = got.iter().zip(&expected).map(|(&g, &e)| (g as f64 - e).abs()).fold(0.0, f64::max);
+        assert!(
+            worst < 1e-5,
+            "{c_in}->{c_out} in {h}x{w}, kernel {kh}x{kw}, stride {stride:?}, padding {padding:?}: {worst}"
+        );
     }
 }
 

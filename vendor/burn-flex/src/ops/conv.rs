@@ -56,7 +56,7 @@ macro_rules! conv3d_1x1_typed {
 /// Generates a conv3d typed function with 1x1, depthwise, small-channel, and
 /// direct fast-path checks.
 macro_rules! conv3d_typed {
-    ($fn_name:ident, $T:ty, $dtype:expr, $zero:expr, $gemm_fn:ident, $fn_1x1:ident, $fn_depthwise:ident, $fn_small_channel:ident $(, $fn_direct:ident)?) => {
+    ($fn_name:ident, $T:ty, $dtype:expr, $zero:expr, $one:expr, $gemm_fn:ident, $fn_1x1:ident, $fn_depthwise:ident, $fn_small_channel:ident $(, $fn_direct:ident)?) => {
         pub fn $fn_name(
             x: FlexTensor,
             weight: FlexTensor,
@@ -79,6 +79,9 @@ macro_rules! conv3d_typed {
                     return $fn_direct(x, weight, bias, options);
                 }
             )?
+            if is_2d_conv(x_shape, w_shape) {
+                return conv2d_nchw_impl::<$T>(x, weight, bias, options, $dtype, $zero, $one);
+            }
             conv3d_impl::<$T>(x, weight, bias, options, $dtype, $zero, $gemm_fn)
         }
     };
@@ -199,6 +202,7 @@ conv3d_typed!(
     f32,
     DType::F32,
     0.0f32,
+    1.0f32,
     gemm_f32,
     conv3d_1x1_f32,
     conv3d_depthwise_f32,
@@ -210,6 +214,7 @@ conv3d_typed!(
     f64,
     DType::F64,
     0.0f64,
+    1.0f64,
     gemm_f64,
     conv3d_1x1_f64,
     conv3d_depthwise_f64,
@@ -221,12 +226,245 @@ conv3d_typed!(
     f16,
     DType::F16,
     f16::from_f32(0.0),
+    f16::from_f32(1.0),
     gemm_f16,
     conv3d_1x1_f16,
     conv3d_depthwise_f16,
     conv3d_small_channel_f16
 );
 bf16_via_f32!(conv3d_bf16, conv3d_f32, 3, ConvOptions);
+
+/// A 2D convolution after its expansion to 3D (`kernel_d == 1`, `in_d == 1`).
+fn is_2d_conv(x_shape: &[usize], w_shape: &[usize]) -> bool {
+    x_shape[2] == 1 && w_shape[2] == 1
+}
+
+/// Output positions per im2col tile of the NCHW path.
+const NCHW_TILE: usize = 256;
+
+/// 2D convolution by im2col on the NCHW input, one gemm per (batch, tile, group) written
+/// straight into the output (LoC-rs patch).
+///
+/// The im2col rows are ordered `(c_in, kh, kw)`, which is the kernel's own layout: the weight
+/// is the gemm's left operand as it is stored, so neither the kernel nor the input is re-laid
+/// out on each call (the 3D path converts both to channels-last, which for a 1280-channel
+/// 3x3 kernel is 59 MB written per call, more than the product itself at small spatial sizes).
+#[allow(clippy::too_many_arguments)]
+fn conv2d_nchw_impl<
+    T: bytemuck::Pod + Clone + Copy + burn_backend::Element + burn_backend::ElementAdd + Send + Sync,
+>(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<3>,
+    dtype: DType,
+    zero: T,
+    one: T,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let weight = weight.to_contiguous();
+    let [batch_size, channels_in, _, in_h, in_w] = x.layout().shape()[..] else {
+        unreachable!("conv3d input is 5D")
+    };
+    let [channels_out, channels_per_group, _, kernel_h, kernel_w] = weight.layout().shape()[..]
+    else {
+        unreachable!("conv3d kernel is 5D")
+    };
+    let groups = options.groups;
+    let out_per_group = channels_out / groups;
+    let [_, stride_h, stride_w] = options.stride;
+    let [_, pad_h, pad_w] = options.padding_begin();
+    let [_, dilation_h, dilation_w] = options.dilation;
+    let out_h = calculate_conv_output_size(kernel_h, stride_h, pad_h, dilation_h, in_h);
+    let out_w = calculate_conv_output_size(kernel_w, stride_w, pad_w, dilation_w, in_w);
+    let spatial_out = out_h * out_w;
+    let col_len = channels_per_group * kernel_h * kernel_w;
+    let total = [batch_size, channels_out, spatial_out]
+        .iter()
+        .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .expect("conv: output tensor dimensions would overflow index calculations");
+
+    let x_data: &[T] = x.storage();
+    let w_data: &[T] = weight.storage();
+    let mut output = vec![zero; total];
+    let geometry = Im2colGeometry {
+        in_h,
+        in_w,
+        out_w,
+        kernel_h,
+        kernel_w,
+        stride: [stride_h, stride_w],
+        pad: [pad_h, pad_w],
+        dilation: [dilation_h, dilation_w],
+    };
+    let num_tiles = spatial_out.div_ceil(NCHW_TILE);
+    let tasks = batch_size * num_tiles;
+    // One gemm per task when there are enough tasks for the threads; otherwise the tasks run
+    // in turn and each gemm is split across the threads.
+    #[cfg(feature = "rayon")]
+    let outer_parallel = tasks >= rayon::current_num_threads();
+    #[cfg(not(feature = "rayon"))]
+    let outer_parallel = false;
+    let gemm_parallelism = if outer_parallel {
+        gemm::Parallelism::None
+    } else {
+        #[cfg(feature = "rayon")]
+        {
+            gemm::Parallelism::Rayon(0)
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            gemm::Parallelism::None
+        }
+    };
+    let out_ptr = OutPtr(output.as_mut_ptr());
+    let run = |task: usize| {
+        let (b, tile) = (task / num_tiles, task % num_tiles);
+        let start = tile * NCHW_TILE;
+        let len = NCHW_TILE.min(spatial_out - start);
+        let mut cols = vec![zero; col_len * len];
+        for g in 0..groups {
+            let channels = &x_data[(b * channels_in + g * channels_per_group) * in_h * in_w..]
+                [..channels_per_group * in_h * in_w];
+            geometry.fill(&mut cols, channels, start, len, zero);
+            // SAFETY: each (batch, group, tile) writes its own rows' columns
+            // `start..start + len` of the output, which no other task touches; the
+            // operands are live slices of the given lengths.
+            unsafe {
+                gemm::gemm(
+                    out_per_group,
+                    len,
+                    col_len,
+                    out_ptr
+                        .get()
+                        .add((b * channels_out + g * out_per_group) * spatial_out + start),
+                    1,
+                    spatial_out as isize,
+                    false,
+                    w_data.as_ptr().add(g * out_per_group * col_len),
+                    1,
+                    col_len as isize,
+                    cols.as_ptr(),
+                    1,
+                    len as isize,
+                    zero,
+                    one,
+                    false,
+                    false,
+                    false,
+                    gemm_parallelism,
+                );
+            }
+        }
+    };
+    #[cfg(feature = "rayon")]
+    if outer_parallel {
+        use rayon::prelude::*;
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+    #[cfg(not(feature = "rayon"))]
+    (0..tasks).for_each(run);
+
+    if let Some(bias) = bias {
+        let bias = bias.to_contiguous();
+        add_bias(
+            &mut output,
+            bias.storage::<T>(),
+            batch_size,
+            channels_out,
+            spatial_out,
+        );
+    }
+    FlexTensor::new(
+        Bytes::from_elems(output),
+        Layout::contiguous(Shape::from(vec![batch_size, channels_out, 1, out_h, out_w])),
+        dtype,
+    )
+}
+
+/// The output buffer, written by disjoint tasks.
+#[derive(Clone, Copy)]
+struct OutPtr<T>(*mut T);
+// SAFETY: tasks write disjoint elements (see `conv2d_nchw_impl`).
+unsafe impl<T> Send for OutPtr<T> {}
+unsafe impl<T> Sync for OutPtr<T> {}
+impl<T> OutPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// Where each im2col element of a 2D convolution reads from.
+struct Im2colGeometry {
+    in_h: usize,
+    in_w: usize,
+    out_w: usize,
+    kernel_h: usize,
+    kernel_w: usize,
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Im2colGeometry {
+    /// `cols[(c, kh, kw), p - start]` = `channels[c, ih, iw]` for the output positions
+    /// `p` in `start..start + len` (row-major over the output), 0 where the window is in the
+    /// padding. `channels` is one batch item's group of input channels, NCHW.
+    fn fill<T: Copy>(&self, cols: &mut [T], channels: &[T], start: usize, len: usize, zero: T) {
+        let plane = self.in_h * self.in_w;
+        let mut rows = cols.chunks_exact_mut(len);
+        for channel in channels.chunks_exact(plane) {
+            for kh in 0..self.kernel_h {
+                for kw in 0..self.kernel_w {
+                    let row = rows.next().expect("one im2col row per (c, kh, kw)");
+                    let offset_h = (kh * self.dilation[0]) as isize - self.pad[0] as isize;
+                    let offset_w = (kw * self.dilation[1]) as isize - self.pad[1] as isize;
+                    // The output columns whose input column is inside the image.
+                    let first = ceil_div_clamped(-offset_w, self.stride[1]).min(self.out_w);
+                    let last = ceil_div_clamped(self.in_w as isize - offset_w, self.stride[1])
+                        .clamp(first, self.out_w);
+                    let mut p = start;
+                    while p < start + len {
+                        let (oh, ow) = (p / self.out_w, p % self.out_w);
+                        let run = (self.out_w - ow).min(start + len - p);
+                        let dst = &mut row[p - start..p - start + run];
+                        let ih = (oh * self.stride[0]) as isize + offset_h;
+                        if ih < 0 || ih >= self.in_h as isize {
+                            dst.fill(zero);
+                        } else {
+                            let src = &channel[ih as usize * self.in_w..][..self.in_w];
+                            // Zeros, the columns inside the image, zeros.
+                            let lo = first.clamp(ow, ow + run);
+                            let hi = last.clamp(lo, ow + run);
+                            let (before, rest) = dst.split_at_mut(lo - ow);
+                            let (inside, after) = rest.split_at_mut(hi - lo);
+                            before.fill(zero);
+                            after.fill(zero);
+                            let at = |o: usize| ((o * self.stride[1]) as isize + offset_w) as usize;
+                            // A run cut short by the tile's end can lie wholly in the left
+                            // padding, where `at(lo)` is negative: nothing to copy.
+                            if self.stride[1] == 1 && !inside.is_empty() {
+                                inside.copy_from_slice(&src[at(lo)..at(lo) + inside.len()]);
+                            } else {
+                                for (i, d) in inside.iter_mut().enumerate() {
+                                    *d = src[at(lo + i)];
+                                }
+                            }
+                        }
+                        p += run;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `ceil(n / d)` for a possibly negative `n`, at least 0.
+fn ceil_div_clamped(n: isize, d: usize) -> usize {
+    if n <= 0 { 0 } else { (n as usize).div_ceil(d) }
+}
 
 /// Generic 3D convolution implementation using tiled im2col.
 ///
@@ -1829,6 +2067,75 @@ mod tests {
     use super::*;
     use burn_backend::TensorData;
     use burn_std::bf16;
+
+    /// The NCHW im2col path against the 3D path (channels-last im2col), which computes the
+    /// same sums in another layout: strides, paddings, dilations, groups, non-square kernels,
+    /// batches, and outputs larger than a tile (tiles that start mid-row).
+    #[test]
+    fn test_conv2d_nchw_matches_the_3d_path() {
+        let values = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + seed * 104_729) % 1013) as f32 / 1013.0 - 0.5)
+                .collect()
+        };
+        // (batch, c_in, c_out, groups, in [h, w], kernel [h, w], stride, padding, dilation)
+        let cases = [
+            (2, 4, 6, 1, [7, 9], [3, 3], [1, 1], [1, 1], [1, 1]),
+            (1, 3, 5, 1, [6, 5], [3, 2], [2, 1], [0, 1], [1, 1]),
+            (2, 4, 4, 2, [8, 8], [3, 3], [1, 2], [2, 1], [2, 1]),
+            (1, 2, 3, 1, [5, 7], [5, 1], [1, 1], [4, 0], [1, 1]),
+            (1, 8, 2, 1, [24, 30], [3, 3], [1, 1], [1, 1], [1, 1]),
+            (3, 6, 9, 3, [17, 19], [2, 4], [3, 2], [1, 3], [1, 2]),
+            // Inception's 1x7 and 7x1 at 17x17: the first tile (256 positions) ends one
+            // column into a row, inside the left padding.
+            (1, 2, 3, 1, [17, 17], [1, 7], [1, 1], [0, 3], [1, 1]),
+            (1, 2, 3, 1, [17, 17], [7, 1], [1, 1], [3, 0], [1, 1]),
+            (1, 2, 3, 1, [34, 33], [3, 5], [2, 2], [1, 4], [1, 1]),
+        ];
+        for (i, (batch, c_in, c_out, groups, [h, w], [kh, kw], stride, padding, dilation)) in
+            cases.into_iter().enumerate()
+        {
+            let x = FlexTensor::from_data(TensorData::new(
+                values(batch * c_in * h * w, i),
+                vec![batch, c_in, 1, h, w],
+            ));
+            let weight = FlexTensor::from_data(TensorData::new(
+                values(c_out * (c_in / groups) * kh * kw, i + 50),
+                vec![c_out, c_in / groups, 1, kh, kw],
+            ));
+            let bias = FlexTensor::from_data(TensorData::new(values(c_out, i + 99), vec![c_out]));
+            let options = ConvOptions::new(
+                [1, stride[0], stride[1]],
+                [0, padding[0], padding[1]],
+                [1, dilation[0], dilation[1]],
+                groups,
+            );
+            let nchw = conv2d_nchw_impl::<f32>(
+                x.clone(),
+                weight.clone(),
+                Some(bias.clone()),
+                &options,
+                DType::F32,
+                0.0,
+                1.0,
+            );
+            let reference =
+                conv3d_impl::<f32>(x, weight, Some(bias), &options, DType::F32, 0.0, gemm_f32);
+            assert_eq!(
+                nchw.layout().shape(),
+                reference.layout().shape(),
+                "case {i}"
+            );
+            let nchw: Vec<f32> = nchw.into_data().try_into_vec().unwrap();
+            let reference: Vec<f32> = reference.into_data().try_into_vec().unwrap();
+            let worst = nchw
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(worst < 1e-5, "case {i}: {worst}");
+        }
+    }
 
     #[test]
     fn test_conv1d_direct_path() {
