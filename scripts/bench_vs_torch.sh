@@ -21,13 +21,21 @@ PYTHON=${PYTHON:-python3}
 SETTINGS=("${@:-tiny sd15 metrics decode}")
 read -r -a SETTINGS <<< "${SETTINGS[*]}"
 
+# Every bench, built in one cargo invocation over the workspace: one feature set, so burn is
+# compiled once (`cargo bench -p PACKAGE` per package resolved burn's features per package, and
+# rebuilt it for each).
+benches=$(mktemp)
+trap 'rm -f "$benches"' EXIT
+cargo bench --workspace --no-run --message-format=json >"$benches"
+
 # The executable of a cargo bench target: bench_bin PACKAGE BENCH.
 bench_bin() {
-    cargo bench -p "$1" --bench "$2" --no-run --message-format=json 2>/dev/null | "$PYTHON" -c 'import json, sys
-for line in sys.stdin:
+    "$PYTHON" -c 'import json, sys
+for line in open(sys.argv[3]):
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[1] and m.get("executable"):
-        print(m["executable"])' "$2" | tail -1
+    if (m.get("reason") == "compiler-artifact" and m["package_id"].split("#")[0].endswith("/" + sys.argv[1])
+            and m["target"]["name"] == sys.argv[2] and m.get("executable")):
+        print(m["executable"])' "$1" "$2" "$benches" | tail -1
 }
 
 # Column COL of the Markdown table row whose first cell starts with ROW, from stdin.
