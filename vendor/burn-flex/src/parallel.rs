@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 /// Fewest elements worth splitting: ~32k f32 (128 KiB) takes a few microseconds per
 /// core, about what handing work to the pool costs.
+#[cfg(any(feature = "rayon", test))]
 pub(crate) const MIN_PARALLEL_LEN: usize = 1 << 15;
 
 /// Calls `f(start, chunk)` over `dst` cut into one chunk per thread, `start` being the

@@ -82,7 +82,9 @@ impl ZipNest {
     /// row-major output order. The bases are storage indices of the
     /// first element of the run; offsets advance by stride addition,
     /// never per-element index math. Must not be called when
-    /// `ndim == 0` or when any dim is empty.
+    /// `ndim == 0` or when any dim is empty. Only the SIMD comparison
+    /// walks whole runs; the element-wise loops walk stretches.
+    #[cfg(any(feature = "simd", test))]
     pub fn for_each_run(&self, mut f: impl FnMut(usize, usize)) {
         debug_assert!(self.ndim >= 1);
         let outer = self.ndim - 1;

@@ -317,7 +317,7 @@ fn conv2d_nchw_impl<
             gemm::Parallelism::None
         }
     };
-    let out_ptr = OutPtr(output.as_mut_ptr());
+    let out_ptr = crate::ops::SendMutPtr::new(output.as_mut_ptr());
     let run = |task: usize| {
         let (b, tile) = (task / num_tiles, task % num_tiles);
         let start = tile * NCHW_TILE;
@@ -335,9 +335,7 @@ fn conv2d_nchw_impl<
                     out_per_group,
                     len,
                     col_len,
-                    out_ptr
-                        .get()
-                        .add((b * channels_out + g * out_per_group) * spatial_out + start),
+                    out_ptr.ptr_add((b * channels_out + g * out_per_group) * spatial_out + start),
                     1,
                     spatial_out as isize,
                     false,
@@ -382,18 +380,6 @@ fn conv2d_nchw_impl<
         Layout::contiguous(Shape::from(vec![batch_size, channels_out, 1, out_h, out_w])),
         dtype,
     )
-}
-
-/// The output buffer, written by disjoint tasks.
-#[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
-// SAFETY: tasks write disjoint elements (see `conv2d_nchw_impl`).
-unsafe impl<T> Send for OutPtr<T> {}
-unsafe impl<T> Sync for OutPtr<T> {}
-impl<T> OutPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// Where each im2col element of a 2D convolution reads from.

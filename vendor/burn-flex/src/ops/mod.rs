@@ -18,7 +18,8 @@ pub(crate) const INDEX_DTYPE: DType = DType::I32;
 #[cfg(feature = "rayon")]
 pub(crate) const PARALLEL_THRESHOLD: usize = 256 * 1024;
 
-/// Wrapper for raw mutable pointers that can be sent across rayon threads.
+/// Wrapper for raw mutable pointers that can be sent across rayon threads, and
+/// that the NCHW convolution's serial path uses too (LoC-rs patch).
 ///
 /// # Safety
 ///
@@ -26,15 +27,11 @@ pub(crate) const PARALLEL_THRESHOLD: usize = 256 * 1024;
 /// - The pointer remains valid for the lifetime of all uses
 /// - No two threads write to the same offset
 /// - No references to the underlying data exist during writes
-#[cfg(feature = "rayon")]
 pub(crate) struct SendMutPtr<T>(*mut T);
 
-#[cfg(feature = "rayon")]
 unsafe impl<T> Send for SendMutPtr<T> {}
-#[cfg(feature = "rayon")]
 unsafe impl<T> Sync for SendMutPtr<T> {}
 
-#[cfg(feature = "rayon")]
 impl<T> SendMutPtr<T> {
     pub(crate) fn new(ptr: *mut T) -> Self {
         Self(ptr)
@@ -44,6 +41,7 @@ impl<T> SendMutPtr<T> {
     ///
     /// # Safety
     /// Offset must be in bounds and no other thread may write to the same offset.
+    #[cfg(feature = "rayon")]
     pub(crate) unsafe fn write(&self, offset: usize, val: T) {
         unsafe { self.0.add(offset).write(val) }
     }
