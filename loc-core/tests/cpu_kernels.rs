@@ -84,12 +84,13 @@ fn convolutions_equal_their_definition() {
     let device = Device::flex();
     // (batch, c_in, c_out, groups, [h, w], [kh, kw], stride, padding, dilation): outputs larger
     // than one 256-position tile, tiles that end inside a row's left padding (Inception's 1x7
-    // and 7x1 at 17x17), strides, dilations, groups.
+    // and 7x1 at 17x17), strides, dilations, groups. Without groups, more than 4 input
+    // channels, or flex takes its small-channel kernel instead of the im2col one.
     let cases = [
-        (2, 3, 4, 1, [17, 17], [1, 7], [1, 1], [0, 3], [1, 1]),
-        (1, 3, 2, 1, [17, 17], [7, 1], [1, 1], [3, 0], [1, 1]),
+        (2, 5, 4, 1, [17, 17], [1, 7], [1, 1], [0, 3], [1, 1]),
+        (1, 5, 2, 1, [17, 17], [7, 1], [1, 1], [3, 0], [1, 1]),
         (2, 4, 6, 2, [9, 8], [3, 3], [2, 1], [1, 2], [1, 2]),
-        (1, 2, 3, 1, [34, 33], [3, 5], [2, 2], [1, 4], [1, 1]),
+        (1, 5, 3, 1, [34, 33], [3, 5], [2, 2], [1, 4], [1, 1]),
     ];
     for (batch, c_in, c_out, groups, [h, w], [kh, kw], stride, padding, dilation) in cases {
         let x = fixed([batch, c_in, h, w], &device);
