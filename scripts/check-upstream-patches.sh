@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vendor/upstream's patches, applied in order (0001 to 0005) to burn-flex as published,
+# vendor/upstream's patches, applied in order (0001 onwards) to burn-flex as published,
 # must give vendor/burn-flex/src without its `LoC-rs patch` markers: a change to the vendored crate
 # that is not in a patch (or the reverse) fails here. Needs git; a few seconds.
 set -euo pipefail

@@ -1,14 +1,14 @@
 //! burn-flex's kernels as patched in `vendor/burn-flex` (PATCHES.md), against their plain
 //! definitions: the element-wise loops split across threads, the vectorized exp, sigmoid, GELU and
-//! softmax, the 2D convolution by im2col on the NCHW input, and the stride-1 transposed convolution
-//! run as a convolution.
+//! softmax, attention's vectorized softmax, the 2D convolution by im2col on the NCHW input, and the
+//! stride-1 transposed convolution run as a convolution.
 
 mod common;
 
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
-use burn::tensor::module::{conv_transpose2d, conv2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::module::{attention, conv_transpose2d, conv2d};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions, ConvTransposeOptions};
 use common::{fixed, values};
 
 /// Enough elements (2^16 and more) that every loop below runs on several threads.
@@ -76,6 +76,49 @@ fn exp_sigmoid_gelu_and_softmax_stay_within_f32_rounding() {
         for (&v, &q) in row.iter().zip(p) {
             assert!(relative_error(q, (v as f64 - max).exp() / total) < 1e-6, "softmax {q}");
         }
+    }
+}
+
+#[test]
+fn attention_equals_its_definition() {
+    let device = Device::flex();
+    // (batch, heads, queries, keys, head_dim, causal, bias): rows shorter and longer than the
+    // 16 lanes with a tail, the scores' modifiers, and (more than 256k scores per head) the tiled
+    // path with its online softmax over 64-key tiles and a short last tile.
+    let cases = [(2, 3, 37, 77, 4, false, false), (1, 2, 20, 9, 8, true, true), (1, 1, 520, 530, 4, false, false)];
+    for (batch, heads, seq_q, seq_kv, dim, causal, with_bias) in cases {
+        let q = fixed([batch, heads, seq_q, dim], &device).mul_scalar(4.0);
+        let k = fixed([batch, heads, seq_kv, dim], &device).flip([2]);
+        let v = fixed([batch, heads, seq_kv, dim], &device).swap_dims(2, 3).flip([3]).swap_dims(2, 3);
+        let bias = with_bias.then(|| fixed([batch, heads, seq_q, seq_kv], &device).mul_scalar(3.0));
+        let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+        let got = values(attention(q.clone(), k.clone(), v.clone(), None, bias.clone(), options));
+
+        let (vq, vk, vv) = (values(q), values(k), values(v));
+        let vb = bias.map(values);
+        let scale = 1.0 / (dim as f64).sqrt();
+        let mut worst = 0.0f64;
+        for (head, i) in (0..batch * heads).flat_map(|h| (0..seq_q).map(move |i| (h, i))) {
+            let at = |data: &[f32], rows: usize, row: usize, d: usize| data[(head * rows + row) * dim + d] as f64;
+            let scores: Vec<f64> = (0..seq_kv)
+                .map(|j| {
+                    if causal && j as isize > i as isize + seq_kv as isize - seq_q as isize {
+                        return f64::NEG_INFINITY;
+                    }
+                    let dot: f64 = (0..dim).map(|d| at(&vq, seq_q, i, d) * at(&vk, seq_kv, j, d)).sum();
+                    dot * scale + vb.as_ref().map_or(0.0, |b| b[(head * seq_q + i) * seq_kv + j] as f64)
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for d in 0..dim {
+                let exact: f64 =
+                    weights.iter().enumerate().map(|(j, w)| w * at(&vv, seq_kv, j, d)).sum::<f64>() / total;
+                worst = worst.max((got[(head * seq_q + i) * dim + d] as f64 - exact).abs());
+            }
+        }
+        assert!(worst < 2e-6, "{batch}x{heads}x{seq_q}x{seq_kv}x{dim}, causal {causal}, bias {with_bias}: {worst}");
     }
 }
 

@@ -22,7 +22,8 @@ pub fn exp_f32(x: f32) -> f32 {
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer, without a call.
     const ROUND: f32 = 12_582_912.0;
     let t = x.clamp(EXP_MIN, EXP_MAX);
-    let n = (t * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let rounded = t * core::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
     let r = t - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_2e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -31,8 +32,10 @@ pub fn exp_f32(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let e_r = p * r * r + r + 1.0;
-    // 2^n in two factors, each a normal f32 for every n in [-126, 128].
-    let n = n as i32;
+    // 2^n in two factors, each a normal f32 for every n in [-126, 128]. The integer n is read
+    // from `rounded`'s low bits: `n as i32` (a saturating conversion) was scalarized, lane by
+    // lane, in some of the loops that call this.
+    let n = rounded.to_bits() as i32 - ROUND.to_bits() as i32;
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
     let e = e_r * pow2(n >> 1) * pow2(n - (n >> 1));
     if x > EXP_MAX {
@@ -120,6 +123,51 @@ pub(crate) fn zip_inplace<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
     }
 }
 
+/// Lanes of the reductions below: independent partial results, so that their loops vectorize
+/// (a single running max or sum is one element at a time). 16 fills an AVX-512 register.
+const LANES: usize = 16;
+
+/// The largest element of `row` (`-inf` if it is empty), compiled as [`map_inplace`]. NaNs are
+/// skipped, as by a `x > max` scan.
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+pub(crate) fn max_f32<#[cfg(feature = "simd")] S: macerator::Simd>(row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &x) in lanes.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    tail.iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+/// `row[i] = e^(row[i] - max)`, returning the new row's sum (accumulated in [`LANES`] partial
+/// sums), compiled as [`map_inplace`].
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+pub(crate) fn exp_sub_sum_f32<#[cfg(feature = "simd")] S: macerator::Simd>(
+    row: &mut [f32],
+    max: f32,
+) -> f32 {
+    // Two passes: the exp loop vectorizes on its own, a sum inside it would keep it scalar.
+    for x in row.iter_mut() {
+        *x = exp_f32(*x - max);
+    }
+    let mut lanes = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (s, &x) in lanes.iter_mut().zip(chunk) {
+            *s += x;
+        }
+    }
+    lanes.iter().chain(tail).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +235,30 @@ mod tests {
                     .all(|(&d, (&s, &w))| d == s - w)
             );
         }
+    }
+
+    #[test]
+    fn row_max_and_exp_sum_cover_every_lane_and_the_tail() {
+        for n in [0, 1, 15, 16, 17, 77, 1000] {
+            // The largest element moves through the lanes and the tail.
+            for peak in [0, n / 2, n.saturating_sub(1)] {
+                let mut row: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 5.0).collect();
+                if n > 0 {
+                    row[peak] = 9.0;
+                }
+                let max = max_f32(&row);
+                assert_eq!(max, if n > 0 { 9.0 } else { f32::NEG_INFINITY });
+                let want: Vec<f32> = row.iter().map(|&x| exp_f32(x - max)).collect();
+                let sum = exp_sub_sum_f32(&mut row, max);
+                assert_eq!(row, want);
+                let exact: f64 = want.iter().map(|&e| e as f64).sum();
+                assert!(
+                    (sum as f64 - exact).abs() <= 1e-6 * exact.max(1.0),
+                    "{sum} vs {exact}"
+                );
+            }
+        }
+        assert_eq!(max_f32(&[f32::NAN, 1.0, f32::NEG_INFINITY]), 1.0);
     }
 
     #[test]

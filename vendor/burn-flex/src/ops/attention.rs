@@ -416,7 +416,7 @@ where
 ///
 /// Wraps `gemm::gemm` for f32 and f64 so `flash_attention_head` stays generic.
 /// Convention: dst = alpha * dst + beta * (lhs @ rhs)
-trait FlashGemm: Float + Pod + Copy + core::ops::AddAssign + Send + Sync {
+trait FlashGemm: SoftmaxRow + Pod + Copy + Send + Sync {
     /// Block matrix multiply used for score and value matmuls.
     ///
     /// # Safety
@@ -478,6 +478,39 @@ macro_rules! impl_flash_gemm {
 impl_flash_gemm!(f32);
 impl_flash_gemm!(f64);
 
+/// The softmax's passes over a row of scores (LoC-rs patch): f32 runs them vectorized
+/// (`crate::math`), other types in scalar loops. libm's `exp`, one element at a time, took most
+/// of a small-head attention's time.
+trait SoftmaxRow: Float + core::ops::AddAssign {
+    /// The largest element (`-inf` if there is none).
+    fn row_max(row: &[Self]) -> Self {
+        row.iter()
+            .fold(Self::neg_infinity(), |m, &x| if x > m { x } else { m })
+    }
+
+    /// `row[i] = exp(row[i] - max)`, returning the new row's sum.
+    fn exp_sub_sum(row: &mut [Self], max: Self) -> Self {
+        let mut sum = Self::zero();
+        for x in row.iter_mut() {
+            *x = (*x - max).exp();
+            sum += *x;
+        }
+        sum
+    }
+}
+
+impl SoftmaxRow for f64 {}
+
+impl SoftmaxRow for f32 {
+    fn row_max(row: &[f32]) -> f32 {
+        crate::math::max_f32(row)
+    }
+
+    fn exp_sub_sum(row: &mut [f32], max: f32) -> f32 {
+        crate::math::exp_sub_sum_f32(row, max)
+    }
+}
+
 /// Scratch buffers reused across heads within a Rayon job or the serial loop.
 struct ScratchBuffers<T> {
     row_max: Vec<T>,
@@ -508,6 +541,52 @@ struct AttentionParams<T> {
     seq_kv: usize,
     head_dim: usize,
     val_dim: usize,
+}
+
+impl<T: SoftmaxRow> AttentionParams<T> {
+    /// Whether scores need more than the scale (folded into the score gemm) before the softmax.
+    fn modifies_scores(&self, mask: Option<&[u8]>, bias: Option<&[T]>) -> bool {
+        self.softcap.is_some() || self.causal_offset.is_some() || mask.is_some() || bias.is_some()
+    }
+
+    /// Softcap, mask, causal mask and bias, applied to query `qi`'s row of scaled scores, whose
+    /// first column is key `kv_start`.
+    fn modify_scores(
+        &self,
+        row: &mut [T],
+        qi: usize,
+        kv_start: usize,
+        mask: Option<&[u8]>,
+        bias: Option<&[T]>,
+    ) {
+        let neg_inf = T::neg_infinity();
+        for (ki, score) in row.iter_mut().enumerate() {
+            let kv_idx = kv_start + ki;
+            let mut val = *score;
+
+            if let Some(cap) = self.softcap {
+                val = cap * (val / cap).tanh();
+            }
+
+            if let Some(m) = mask
+                && m[qi * self.seq_kv + kv_idx] != 0
+            {
+                val = neg_inf;
+            }
+
+            if let Some(offset) = self.causal_offset
+                && (kv_idx as isize) > (qi as isize) + offset
+            {
+                val = neg_inf;
+            }
+
+            if let Some(b) = bias {
+                val += b[qi * self.seq_kv + kv_idx];
+            }
+
+            *score = val;
+        }
+    }
 }
 
 #[cfg(feature = "rayon")]
@@ -548,13 +627,13 @@ fn flash_attention_head<T: FlashGemm>(
     let neg_inf = T::neg_infinity();
     let AttentionParams {
         scale,
-        softcap,
-        causal_offset,
         seq_q,
         seq_kv,
         head_dim,
         val_dim,
+        ..
     } = *p;
+    let modifies = p.modifies_scores(mask, bias);
 
     // Reset scratch buffers for this (batch, head) pair
     let row_max = &mut scratch.row_max;
@@ -593,45 +672,19 @@ fn flash_attention_head<T: FlashGemm>(
                 rhs_cs: head_dim as isize,
                 rhs_rs: 1,
                 alpha: T::zero(),
-                beta: T::one(),
+                beta: scale,
             });
         }
 
-        // Step 2: Apply scale/softcap/mask/bias, online softmax, rescale output
+        // Step 2: Apply softcap/mask/bias, online softmax, rescale output (the scale is
+        // applied by the gemm above) (LoC-rs patch)
         for qi in 0..seq_q {
             let score_row = &mut scores[qi * tile_kv..(qi + 1) * tile_kv];
 
-            let mut tile_max = neg_inf;
-
-            for (ki, score) in score_row.iter_mut().enumerate() {
-                let kv_idx = kv_start + ki;
-                let mut val = *score * scale;
-
-                if let Some(cap) = softcap {
-                    val = cap * (val / cap).tanh();
-                }
-
-                if let Some(m) = mask
-                    && m[qi * seq_kv + kv_idx] != 0
-                {
-                    val = neg_inf;
-                }
-
-                if let Some(offset) = causal_offset
-                    && (kv_idx as isize) > (qi as isize) + offset
-                {
-                    val = neg_inf;
-                }
-
-                if let Some(b) = bias {
-                    val += b[qi * seq_kv + kv_idx];
-                }
-
-                *score = val;
-                if val > tile_max {
-                    tile_max = val;
-                }
+            if modifies {
+                p.modify_scores(score_row, qi, kv_start, mask, bias);
             }
+            let tile_max = T::row_max(score_row);
 
             if tile_max == neg_inf {
                 // All masked: zero out scores so gemm contributes nothing
@@ -647,12 +700,7 @@ fn flash_attention_head<T: FlashGemm>(
                 tile_max
             };
 
-            let mut tile_sum = T::zero();
-            for score in score_row.iter_mut() {
-                let e = (*score - new_max).exp();
-                *score = e;
-                tile_sum += e;
-            }
+            let tile_sum = T::exp_sub_sum(score_row, new_max);
 
             let correction = if row_max[qi] == neg_inf {
                 T::zero()
@@ -927,15 +975,15 @@ fn naive_attention_head<T: FlashGemm>(
     let neg_inf = T::neg_infinity();
     let AttentionParams {
         scale,
-        softcap,
-        causal_offset,
         seq_q,
         seq_kv,
         head_dim,
         val_dim,
+        ..
     } = *p;
+    let modifies = p.modifies_scores(mask, bias);
 
-    // scores = Q @ K^T
+    // scores = Q @ K^T * scale, the scale applied by the gemm (LoC-rs patch)
     unsafe {
         T::block_gemm(BlockGemmArgs {
             m: seq_q,
@@ -952,54 +1000,24 @@ fn naive_attention_head<T: FlashGemm>(
             rhs_cs: head_dim as isize,
             rhs_rs: 1,
             alpha: T::zero(),
-            beta: T::one(),
+            beta: scale,
         });
     }
 
     for qi in 0..seq_q {
         let row = &mut scores[qi * seq_kv..(qi + 1) * seq_kv];
 
-        let mut row_max = neg_inf;
-        for (ki, s) in row.iter_mut().enumerate() {
-            let mut val = *s * scale;
-
-            if let Some(cap) = softcap {
-                val = cap * (val / cap).tanh();
-            }
-
-            if let Some(m) = mask
-                && m[qi * seq_kv + ki] != 0
-            {
-                val = neg_inf;
-            }
-
-            if let Some(offset) = causal_offset
-                && (ki as isize) > (qi as isize) + offset
-            {
-                val = neg_inf;
-            }
-
-            if let Some(b) = bias {
-                val += b[qi * seq_kv + ki];
-            }
-
-            *s = val;
-            if val > row_max {
-                row_max = val;
-            }
+        if modifies {
+            p.modify_scores(row, qi, 0, mask, bias);
         }
+        let row_max = T::row_max(row);
 
         if row_max == neg_inf {
             row.fill(T::zero());
             continue;
         }
 
-        let mut sum = T::zero();
-        for s in row.iter_mut() {
-            let e = (*s - row_max).exp();
-            *s = e;
-            sum += e;
-        }
+        let sum = T::exp_sub_sum(row, row_max);
 
         let inv_sum = T::one() / sum;
         for s in row.iter_mut() {
