@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn row_max_and_exp_sum_cover_every_lane_and_the_tail() {
-        for n in [0, 1, 15, 16, 17, 77, 1000] {
+        for n in [0usize, 1, 15, 16, 17, 77, 1000] {
             // The largest element moves through the lanes and the tail.
             for peak in [0, n / 2, n.saturating_sub(1)] {
                 let mut row: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 5.0).collect();
