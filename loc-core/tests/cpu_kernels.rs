@@ -185,7 +185,10 @@ fn transposed_convolutions_equal_their_definition() {
         let weight = fixed([5, 4, kernel, kernel], &device).mul_scalar(0.5);
         let bias = fixed([4], &device);
         let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0; 2], [dilation; 2], 1);
-        let out = conv_transpose2d(x.clone(), weight.clone(), Some(bias.clone()), options);
+        let out = conv_transpose2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone());
+        // Again with the same weight: stride 1 now takes its flipped kernel from the cache.
+        let again = conv_transpose2d(x.clone(), weight.clone(), Some(bias.clone()), options);
+        assert_eq!(values(again), values(out.clone()));
         let [_, _, out_h, out_w] = out.dims();
         assert_eq!(out_h, (7 - 1) * stride + dilation * (kernel - 1) + 1 - 2 * padding);
         assert_eq!(out_w, (6 - 1) * stride + dilation * (kernel - 1) + 1 - 2 * padding);

@@ -92,6 +92,13 @@ impl FlexTensor {
         Arc::strong_count(&self.data) == 1
     }
 
+    /// Whether both are the same view (layout and dtype) of the same buffer (LoC-rs patch).
+    pub fn is_same_view(&self, other: &FlexTensor) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+            && self.layout == other.layout
+            && self.dtype == other.dtype
+    }
+
     /// Get the layout.
     pub fn layout(&self) -> &Layout {
         &self.layout

@@ -31,6 +31,27 @@ fn stride_one_conv_padding(
     Some([padding(0)?, padding(1)?])
 }
 
+/// The flipped kernels (`flipped_conv_weight_f32`) of the weights that stride-1 transposed
+/// convolutions have seen, each beside a clone of its weight (LoC-rs patch). A model's kernels
+/// are then flipped once rather than on every call: every convolution's input gradient comes
+/// here, and a frozen model's kernels never change. The clone keeps the weight's buffer shared,
+/// so flex never writes into it in place and the entry stays true; an entry whose clone is the
+/// last holder of its buffer is dropped.
+static FLIPPED_KERNELS: burn_std::sync::Mutex<alloc::vec::Vec<(FlexTensor, FlexTensor)>> =
+    burn_std::sync::Mutex::new(alloc::vec::Vec::new());
+
+/// `flipped_conv_weight_f32(weight)`, from `FLIPPED_KERNELS` when this weight was seen before.
+fn cached_flipped_conv_weight_f32(weight: FlexTensor) -> FlexTensor {
+    let mut cache = FLIPPED_KERNELS.lock();
+    cache.retain(|(seen, _)| !seen.is_unique());
+    if let Some((_, flipped)) = cache.iter().find(|(seen, _)| seen.is_same_view(&weight)) {
+        return flipped.clone();
+    }
+    let flipped = flipped_conv_weight_f32(weight.clone());
+    cache.push((weight, flipped.clone()));
+    flipped
+}
+
 /// A transposed convolution's f32 kernel `[in, out, kh, kw]` as the equal convolution's
 /// `[out, in, kh, kw]`, each `kh x kw` window reversed, written contiguously in one pass (a
 /// flipped view would be copied element by element through negative strides).
@@ -333,7 +354,7 @@ impl ModuleOps<Flex> for Flex {
         if x.dtype() == DType::F32
             && let Some(padding) = stride_one_conv_padding(&weight, &options)
         {
-            let weight = flipped_conv_weight_f32(weight);
+            let weight = cached_flipped_conv_weight_f32(weight);
             let options = ConvOptions::new([1, 1], padding, options.dilation, 1);
             return Self::conv2d(x, weight, bias, options);
         }
@@ -895,6 +916,44 @@ mod tests {
                 .fold(0.0, f32::max);
             assert!(worst < 1e-4, "case {i}: {worst}");
         }
+    }
+
+    /// A weight's flipped kernel is computed once and served again while the weight lives
+    /// (the same buffer, so no copy), another weight of the same shape gets its own, and a
+    /// weight that only the cache still holds leaves it.
+    #[test]
+    fn test_flipped_kernel_cached_per_weight() {
+        // A shape no other test uses, so that parallel tests leave these entries alone.
+        let shape = [1, 2, 1, 7];
+        let weight = |seed: f32| {
+            let v: Vec<f32> = (0..14).map(|i| i as f32 * seed).collect();
+            FlexTensor::from_data(TensorData::new(v, shape.to_vec()))
+        };
+        let data = |t: FlexTensor| t.into_data().try_into_vec::<f32>().unwrap();
+        let (a, b) = (weight(1.0), weight(-2.0));
+        let first = cached_flipped_conv_weight_f32(a.clone());
+        let again = cached_flipped_conv_weight_f32(a.clone());
+        assert!(first.is_same_view(&again));
+        assert_eq!(data(again), data(flipped_conv_weight_f32(a.clone())));
+        let other = cached_flipped_conv_weight_f32(b.clone());
+        assert!(!other.is_same_view(&first));
+        assert_eq!(data(other), data(flipped_conv_weight_f32(b.clone())));
+
+        let held = |shape: [usize; 4]| {
+            FLIPPED_KERNELS
+                .lock()
+                .iter()
+                .filter(|(seen, _)| seen.layout().shape()[..] == shape[..])
+                .count()
+        };
+        assert_eq!(held(shape), 2);
+        drop((a, first));
+        cached_flipped_conv_weight_f32(b);
+        assert_eq!(
+            held(shape),
+            1,
+            "a's entry is dropped once the cache alone holds a"
+        );
     }
 
     #[test]
