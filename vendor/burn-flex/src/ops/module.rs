@@ -42,13 +42,17 @@ static FLIPPED_KERNELS: burn_std::sync::Mutex<alloc::vec::Vec<(FlexTensor, FlexT
 
 /// `flipped_conv_weight_f32(weight)`, from `FLIPPED_KERNELS` when this weight was seen before.
 fn cached_flipped_conv_weight_f32(weight: FlexTensor) -> FlexTensor {
-    let mut cache = FLIPPED_KERNELS.lock();
-    cache.retain(|(seen, _)| !seen.is_unique());
-    if let Some((_, flipped)) = cache.iter().find(|(seen, _)| seen.is_same_view(&weight)) {
-        return flipped.clone();
+    {
+        let mut cache = FLIPPED_KERNELS.lock();
+        cache.retain(|(seen, _)| !seen.is_unique());
+        if let Some((_, flipped)) = cache.iter().find(|(seen, _)| seen.is_same_view(&weight)) {
+            return flipped.clone();
+        }
     }
+    // Flipped without the lock: the flip runs on rayon's threads, where a thread waiting for
+    // it may take up other work that comes here.
     let flipped = flipped_conv_weight_f32(weight.clone());
-    cache.push((weight, flipped.clone()));
+    FLIPPED_KERNELS.lock().push((weight, flipped.clone()));
     flipped
 }
 
