@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""loc-data/tests/fixtures/resize: PNGs and Pillow's bicubic resizes of them: shrinking,
+"""loc-data/tests/fixtures/resize: PNGs and Pillow's bicubic (and bilinear) resizes of them: shrinking,
 enlarging, one axis only, and the mixed cases where Pillow 13 chooses its pass order (the
 vertical pass first when the height shrinks by more than twice what the width does, or the
 width grows while the height shrinks; the horizontal pass first otherwise).
@@ -53,7 +53,8 @@ def resize_fixture():
         image = picture(rng, *src)
         image.save(os.path.join(folder, f"in{i}.png"))
         image.resize(dst).save(os.path.join(folder, f"out{i}.png"))  # PIL's default: bicubic
-        cases.append({"input": f"in{i}.png", "output": f"out{i}.png", "size": list(dst)})
+        image.resize(dst, Image.BILINEAR).save(os.path.join(folder, f"bilinear{i}.png"))
+        cases.append({"input": f"in{i}.png", "output": f"out{i}.png", "bilinear": f"bilinear{i}.png", "size": list(dst)})
     with open(os.path.join(folder, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
 

@@ -6,7 +6,8 @@ use std::io::{Cursor, Read};
 use std::path::Path;
 
 use burn::prelude::*;
-use image::imageops::{self, FilterType};
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
+use image::imageops;
 use image::{ImageReader, Limits, RgbImage};
 use rand::{Rng, RngExt};
 
@@ -194,14 +195,23 @@ impl Preprocess {
     }
 }
 
+/// Convolution resampling, antialiased when shrinking, as Pillow's: `fast_image_resize`'s
+/// fixed-point SIMD loops, within one level of `PIL.Image.resize` with the same filter and
+/// 16x faster than `image`'s floating-point `imageops::resize` at photo sizes.
+pub fn resize(image: &RgbImage, width: u32, height: u32, filter: FilterType) -> RgbImage {
+    let mut out = RgbImage::new(width, height);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
+    Resizer::new().resize(image, &mut out, &options).expect("RGB8 in and out");
+    out
+}
+
 /// Shorter side to `side` (bilinear with antialiasing), then a `side x side` window at
 /// fractions `(fx, fy)` of the free space.
 fn resize_crop(image: &RgbImage, side: u32, fx: f64, fy: f64) -> RgbImage {
     let (w, h) = image.dimensions();
     let scale = side as f64 / w.min(h) as f64;
     let (rw, rh) = (((w as f64 * scale).round() as u32).max(side), ((h as f64 * scale).round() as u32).max(side));
-    let resized =
-        if (rw, rh) == (w, h) { image.clone() } else { imageops::resize(image, rw, rh, FilterType::Triangle) };
+    let resized = if (rw, rh) == (w, h) { image.clone() } else { resize(image, rw, rh, FilterType::Bilinear) };
     let x = ((rw - side) as f64 * fx).round() as u32;
     let y = ((rh - side) as f64 * fy).round() as u32;
     imageops::crop_imm(&resized, x, y, side, side).to_image()
@@ -295,14 +305,14 @@ impl QueryLayout {
             return resize_crop(image, self.resolution, 0.5, 0.5);
         }
         let (width, height) = self.model_size(image.dimensions());
-        imageops::resize(image, width, height, FilterType::Triangle)
+        resize(image, width, height, FilterType::Bilinear)
     }
 
     /// The model's output for a query of `size`, back at that size (with `crop`, the centre
     /// square at the query's scale).
     pub fn restore(&self, edited: &RgbImage, (width, height): (u32, u32)) -> RgbImage {
         let (width, height) = if self.crop { (width.min(height), width.min(height)) } else { (width, height) };
-        imageops::resize(edited, width, height, FilterType::CatmullRom)
+        resize(edited, width, height, FilterType::CatmullRom)
     }
 
     /// `query` edited by `edit` (model-size tensors in `[-1, 1]` both ways), at the query's
