@@ -1,7 +1,7 @@
 //! burn-flex's kernels as patched in `vendor/burn-flex` (PATCHES.md), against their plain
-//! definitions: the element-wise loops split across threads, the vectorized exp, sigmoid, GELU and
-//! softmax, attention's vectorized softmax, the 2D convolution by im2col on the NCHW input, and the
-//! stride-1 transposed convolution run as a convolution.
+//! definitions: the element-wise loops split across threads, the broadcasting loops, the
+//! vectorized exp, sigmoid, GELU and softmax, attention's vectorized softmax, the 2D convolution by
+//! im2col on the NCHW input, and the stride-1 transposed convolution run as a convolution.
 
 mod common;
 
@@ -46,6 +46,35 @@ fn element_wise_ops_on_several_threads_equal_plain_loops() {
                 }
             }
         }
+    }
+}
+
+/// Every orientation of a broadcast, on a shape whose inner runs (667 for a per-channel operand,
+/// 29 for a row) have vector bodies and tails, in loops split across threads.
+#[test]
+fn broadcasts_on_either_side_equal_plain_loops() {
+    let device = Device::flex();
+    let shape = [4, 32, 23, 29];
+    let [_, c, h, w] = shape;
+    let x = fixed(shape, &device);
+    let per_channel = fixed([1, c, 1, 1], &device).add_scalar(0.5);
+    let row = fixed([1, 1, 1, w], &device).sub_scalar(0.25);
+    let (vx, vc, vr) = (values(x.clone()), values(per_channel.clone()), values(row.clone()));
+    let channel = |i: usize| vc[i / (h * w) % c];
+
+    // `x` stays shared (fresh outputs) or is a unique temporary (written in place), with the
+    // broadcast operand on the right and on the left.
+    let fresh_right = values(x.clone() - per_channel.clone());
+    let fresh_left = values(per_channel.clone() / x.clone());
+    let fresh_row = values(x.clone() * row.clone());
+    let in_place_right = values(x.clone().mul_scalar(2.0) - per_channel.clone());
+    let in_place_left = values(per_channel.clone() - x.clone().mul_scalar(2.0));
+    for (i, &v) in vx.iter().enumerate() {
+        assert_eq!(fresh_right[i], v - channel(i), "x - channel at {i}");
+        assert_eq!(fresh_left[i], channel(i) / v, "channel / x at {i}");
+        assert_eq!(fresh_row[i], v * vr[i % w], "x * row at {i}");
+        assert_eq!(in_place_right[i], v * 2.0 - channel(i), "2x - channel at {i}");
+        assert_eq!(in_place_left[i], channel(i) - v * 2.0, "channel - 2x at {i}");
     }
 }
 

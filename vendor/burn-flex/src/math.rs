@@ -3,7 +3,9 @@
 //! libm's `expf` and `erff` are calls with branches, so a loop over them runs one element at a
 //! time. The functions here are straight-line arithmetic, and [`map_inplace`] / [`map_into`]
 //! compile their loop for the best vector instructions found at run time (macerator's dispatch),
-//! so that a loop over them runs 4 to 16 lanes at once.
+//! so that a loop over them runs 4 to 16 lanes at once. The broadcasting loops of `zip.rs` run
+//! their inner stretches through them too (crate-wide, the loops are built for the baseline
+//! target: SSE2 on x86-64).
 
 use core::mem::MaybeUninit;
 
@@ -92,13 +94,13 @@ pub(crate) fn map_inplace<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
 /// `dst[i] = op(src[i])` over `dst`'s length, compiled as [`map_inplace`].
 #[allow(clippy::extra_unused_type_parameters)]
 #[cfg_attr(feature = "simd", macerator::with_simd)]
-pub(crate) fn map_into<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
+pub(crate) fn map_into<#[cfg(feature = "simd")] S: macerator::Simd, E, O, Op>(
     src: &[E],
-    dst: &mut [MaybeUninit<E>],
+    dst: &mut [MaybeUninit<O>],
     op: Op,
 ) where
     E: Copy,
-    Op: Fn(E) -> E,
+    Op: Fn(E) -> O,
 {
     let src = &src[..dst.len()];
     for (d, &s) in dst.iter_mut().zip(src) {
@@ -109,17 +111,37 @@ pub(crate) fn map_into<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
 /// `dst[i] = op(dst[i], src[i])` over `dst`'s length, compiled as [`map_inplace`].
 #[allow(clippy::extra_unused_type_parameters)]
 #[cfg_attr(feature = "simd", macerator::with_simd)]
-pub(crate) fn zip_inplace<#[cfg(feature = "simd")] S: macerator::Simd, E, Op>(
-    dst: &mut [E],
+pub(crate) fn zip_inplace<#[cfg(feature = "simd")] S: macerator::Simd, D, E, Op>(
+    dst: &mut [D],
     src: &[E],
     op: Op,
 ) where
+    D: Copy,
     E: Copy,
-    Op: Fn(E, E) -> E,
+    Op: Fn(D, E) -> D,
 {
     let src = &src[..dst.len()];
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = op(*d, s);
+    }
+}
+
+/// `dst[i] = op(lhs[i], rhs[i])` over `dst`'s length, compiled as [`map_inplace`].
+#[allow(clippy::extra_unused_type_parameters)]
+#[cfg_attr(feature = "simd", macerator::with_simd)]
+pub(crate) fn zip_into<#[cfg(feature = "simd")] S: macerator::Simd, L, R, O, Op>(
+    lhs: &[L],
+    rhs: &[R],
+    dst: &mut [MaybeUninit<O>],
+    op: Op,
+) where
+    L: Copy,
+    R: Copy,
+    Op: Fn(L, R) -> O,
+{
+    let (lhs, rhs) = (&lhs[..dst.len()], &rhs[..dst.len()]);
+    for (d, (&a, &b)) in dst.iter_mut().zip(lhs.iter().zip(rhs)) {
+        d.write(op(a, b));
     }
 }
 
@@ -233,6 +255,13 @@ mod tests {
                 data.iter()
                     .zip(src.iter().zip(&want))
                     .all(|(&d, (&s, &w))| d == s - w)
+            );
+            let mut out = alloc::vec![MaybeUninit::uninit(); n];
+            zip_into(&src, &want, &mut out, |a, b| a < b);
+            assert!(
+                out.iter()
+                    .zip(src.iter().zip(&want))
+                    .all(|(o, (&s, &w))| unsafe { o.assume_init() } == (s < w))
             );
         }
     }

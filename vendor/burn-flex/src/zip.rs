@@ -280,26 +280,17 @@ where
     let out = crate::parallel::collect_chunks(numel, |start, out| {
         nest.for_each_stretch(start, out.len(), |o, lb, rb, n| {
             let out = &mut out[o..o + n];
+            // The dense and broadcast stretches run in loops compiled for the vector
+            // instructions found at run time (LoC-rs patch).
             match (l_st, r_st) {
-                (1, 1) => {
-                    for (d, (&a, &b)) in out
-                        .iter_mut()
-                        .zip(lhs[lb..lb + n].iter().zip(&rhs[rb..rb + n]))
-                    {
-                        d.write(op(a, b));
-                    }
-                }
+                (1, 1) => crate::math::zip_into(&lhs[lb..lb + n], &rhs[rb..rb + n], out, &op),
                 (1, 0) => {
                     let b = rhs[rb];
-                    for (d, &a) in out.iter_mut().zip(&lhs[lb..lb + n]) {
-                        d.write(op(a, b));
-                    }
+                    crate::math::map_into(&lhs[lb..lb + n], out, |a| op(a, b));
                 }
                 (0, 1) => {
                     let a = lhs[lb];
-                    for (d, &b) in out.iter_mut().zip(&rhs[rb..rb + n]) {
-                        d.write(op(a, b));
-                    }
+                    crate::math::map_into(&rhs[rb..rb + n], out, |b| op(a, b));
                 }
                 _ => {
                     for (i, d) in out.iter_mut().enumerate() {
@@ -355,17 +346,12 @@ where
     crate::parallel::for_each_chunk(dst, |start, chunk| {
         nest.for_each_stretch(start, chunk.len(), |o, _, rb, n| {
             let run = &mut chunk[o..o + n];
+            // Run-time dispatched loops, as in `zip_map` (LoC-rs patch).
             match r_st {
-                1 => {
-                    for (d, &s) in run.iter_mut().zip(&src[rb..rb + n]) {
-                        *d = op(*d, s);
-                    }
-                }
+                1 => crate::math::zip_inplace(run, &src[rb..rb + n], &op),
                 0 => {
                     let s = src[rb];
-                    for d in run.iter_mut() {
-                        *d = op(*d, s);
-                    }
+                    crate::math::map_inplace(run, |d| op(d, s));
                 }
                 _ => {
                     for (i, d) in run.iter_mut().enumerate() {
@@ -698,9 +684,10 @@ mod tests {
     #[test]
     fn test_zip_map_matches_strided_iter_broadcast_shapes() {
         // The issue #5069 shapes, scaled down: every broadcast
-        // orientation must match the per-element reference exactly.
+        // orientation must match the per-element reference exactly. Runs
+        // of 37 have vector bodies and tails (LoC-rs patch).
         let s = 5;
-        let n = 7;
+        let n = 37;
         let full = [2usize, s, n];
         let dense: Vec<f32> = (0..2 * s * n).map(|i| i as f32 * 0.5 + 1.0).collect();
         let cases: Vec<(Vec<usize>, usize)> = vec![
@@ -847,7 +834,7 @@ mod tests {
         // in-place traversal must produce byte-identical results to the
         // allocating one, in both operand orders.
         let s = 5;
-        let n = 7;
+        let n = 37;
         let full = [2usize, s, n];
         let dense: Vec<f32> = (0..2 * s * n).map(|i| i as f32 * 0.5 + 1.0).collect();
         let dense_layout = Layout::contiguous(Shape::from(full.to_vec()));
