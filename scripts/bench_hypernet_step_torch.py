@@ -5,8 +5,8 @@ weights, frozen), a per-sample LoRA injected by forward hooks on every attention
 (`to_q`, `to_k`, `to_v`, `to_out.0`), and a hypernetwork of the same shape as LoC-rs's `H`
 (fusion, one query per target plus a type embedding, pre-norm decoder blocks, one down/up head
 per target shape, `up` heads zero-initialised): `H` generates `+Δ` and `-Δ` for a batch of `2N`,
-the DDPM denoising MSE (SD-1.5 schedule) backpropagates into `H`, AdamW updates it. The mean of
-the timed steps after one warm-up (as the Rust bench), on the threads torch picks (`torch.get_num_threads()`).
+the DDPM denoising MSE (SD-1.5 schedule) backpropagates into `H`, AdamW updates it. The median of
+the timed steps (9 tiny, 5 at SD-1.5) after one warm-up (as the Rust bench), on the threads torch picks (`torch.get_num_threads()`).
 
     /work/venv-ref/bin/python scripts/bench_hypernet_step_torch.py [--sd15] [--pairs N] [--side S]
         [--device cuda] [--precision bf16]
@@ -133,7 +133,7 @@ def main():
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step()
     # The median step, as the Rust bench.
-    runs = 3 if args.sd15 else 9
+    runs = 5 if args.sd15 else 9
     times = []
     for _ in range(runs):
         sync()

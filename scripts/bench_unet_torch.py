@@ -3,8 +3,8 @@
 UNet2DConditionModel with the same configurations (random weights, frozen), a per-sample
 rank-4 LoRA (normal, std 0.1, gradients on) on every attention projection through forward
 hooks, timestep 500, a 77-token context. Forward (inference, no graph), then forward +
-backward of the mean square of the output, each the mean of the repeats after one warm-up
-forward, as the Rust bench.
+backward of the mean square of the output, each the median of the repeats (9 tiny, 5 at SD-1.5)
+after one untimed call of each, as the Rust bench.
 
     /work/venv-ref/bin/python scripts/bench_unet_torch.py [--sd15]   (torch, diffusers)
 """
@@ -61,7 +61,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     bench("tiny", TINY, 8, 16, 9)
     if args.sd15:
-        bench("SD-1.5 InstructPix2Pix", SD15, 1, 32, 3)
+        bench("SD-1.5 InstructPix2Pix", SD15, 1, 32, 5)
 
 
 if __name__ == "__main__":

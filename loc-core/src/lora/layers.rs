@@ -88,9 +88,15 @@ impl LoraLinear {
     ///
     /// A delta holds either `N` samples or one sample shared by the whole batch.
     pub fn forward<const D: usize>(&self, x: Tensor<D>, delta: Option<&LoraDelta>) -> Tensor<D> {
-        let base = linear(x.clone(), self.weight.val().transpose(), self.bias.as_ref().map(Param::val));
-        let Some(delta) = delta else { return base };
         let dims = x.dims();
+        // The product on `[rows, d_in]`: given more dims, burn's `linear` may reshape the
+        // weight to their rank, and a reshape copies a transposed view on the CPU backend
+        // (every frozen weight, every call).
+        let rows = dims[..D - 1].iter().product::<usize>();
+        let flat = x.clone().reshape([rows, self.target.d_in]);
+        let base = linear(flat, self.weight.val().transpose(), self.bias.as_ref().map(Param::val))
+            .reshape(base_dims(dims, self.target.d_out));
+        let Some(delta) = delta else { return base };
         let batch = dims[0];
         assert_fits(&self.target, delta, batch);
         let tokens = dims[1..D - 1].iter().product::<usize>();
