@@ -87,14 +87,21 @@ fn exp_sigmoid_gelu_and_softmax_stay_within_f32_rounding() {
     let x = Tensor::<1>::from_data(TensorData::new(xs.clone(), [count]), &device);
     let exp = values(x.clone().exp());
     let sig = values(sigmoid(x.clone()));
+    // In place (a unique tensor), and on a column range (a strided view, as GEGLU's gate).
     let gel = values(gelu(x.clone().div_scalar(10.0)));
+    let (rows, cols, start, width) = (count / 96, 96, 5, 40);
+    let gel_view = values(gelu(x.clone().div_scalar(10.0).reshape([rows, cols]).narrow(1, start, width)));
+    let gelu_exact = |g: f64| 0.5 * g * (1.0 + libm_erf(g / std::f64::consts::SQRT_2));
     for (i, &v) in xs.iter().enumerate() {
         let v64 = v as f64;
         assert!(relative_error(exp[i], v64.exp()) < 3e-7, "exp({v}) = {}", exp[i]);
         assert!((sig[i] as f64 - 1.0 / (1.0 + (-v64).exp())).abs() < 2e-7, "sigmoid({v}) = {}", sig[i]);
         let g = v64 / 10.0;
-        let exact = 0.5 * g * (1.0 + libm_erf(g / std::f64::consts::SQRT_2));
-        assert!((gel[i] as f64 - exact).abs() < 2e-7 * (1.0 + g.abs()), "gelu({g}) = {}", gel[i]);
+        assert!((gel[i] as f64 - gelu_exact(g)).abs() < 2e-7 * (1.0 + g.abs()), "gelu({g}) = {}", gel[i]);
+    }
+    for (k, &got) in gel_view.iter().enumerate() {
+        let g = xs[(k / width) * cols + start + k % width] as f64 / 10.0;
+        assert!((got as f64 - gelu_exact(g)).abs() < 2e-7 * (1.0 + g.abs()), "gelu({g}) on a view = {got}");
     }
 
     let rows = fixed([512, 77], &device).mul_scalar(20.0);

@@ -74,6 +74,7 @@ impl ActivationOps<Flex> for Flex {
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
         unary_op(
             tensor,
+            #[inline(always)]
             move |x: f32| 0.5 * x * (1.0 + erf_f32(x / sqrt2_f32)),
             move |x: f64| 0.5 * x * (1.0 + erf_f64(x / sqrt2_f64)),
         )
@@ -1139,6 +1140,41 @@ mod tests {
 
     fn flex_half<T: burn_backend::Element>(data: Vec<T>, shape: &[usize]) -> FlexTensor {
         FlexTensor::from_data(TensorData::new(data, shape.to_vec()))
+    }
+
+    // ============================================================================
+    // gelu tests
+    // ============================================================================
+
+    /// GELU in place (a unique tensor), into a new buffer (a shared one) and on
+    /// a strided view, with rows that leave vector tails: every element has the
+    /// bits of the scalar formula, so the vectorized loops compute what it does.
+    #[test]
+    fn test_gelu_matches_its_scalar_formula_on_every_path() {
+        use crate::Flex;
+        use burn_backend::ops::ActivationOps;
+        let scalar =
+            |x: f32| 0.5 * x * (1.0 + crate::math::erf_gelu_f32(x / core::f32::consts::SQRT_2));
+        let bits = |t: FlexTensor| -> Vec<u32> {
+            let values = t.into_data().try_into_vec::<f32>().unwrap();
+            values.iter().map(|v| v.to_bits()).collect()
+        };
+        let want = |xs: &[f32]| -> Vec<u32> { xs.iter().map(|&x| scalar(x).to_bits()).collect() };
+        let (rows, cols, width) = (1001, 37, 29);
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| (i % 997) as f32 * 0.01 - 5.0)
+            .collect();
+        let tensor = || FlexTensor::from_data(TensorData::new(data.clone(), [rows, cols]));
+
+        assert_eq!(bits(Flex::gelu(tensor())), want(&data), "in place");
+        let shared = tensor();
+        let _other_holder = shared.clone();
+        assert_eq!(bits(Flex::gelu(shared)), want(&data), "into a new buffer");
+        let column: Vec<f32> = (0..rows * width)
+            .map(|i| data[(i / width) * cols + 3 + i % width])
+            .collect();
+        let view = tensor().narrow(1, 3, width);
+        assert_eq!(bits(Flex::gelu(view)), want(&column), "strided view");
     }
 
     // ============================================================================
