@@ -93,15 +93,15 @@ impl LoraLinear {
         // weight to their rank, and a reshape copies a transposed view on the CPU backend
         // (every frozen weight, every call).
         let rows = dims[..D - 1].iter().product::<usize>();
+        let out_dims = base_dims(dims, self.target.d_out);
         let flat = x.clone().reshape([rows, self.target.d_in]);
-        let base = linear(flat, self.weight.val().transpose(), self.bias.as_ref().map(Param::val))
-            .reshape(base_dims(dims, self.target.d_out));
+        let base = linear(flat, self.weight.val().transpose(), self.bias.as_ref().map(Param::val)).reshape(out_dims);
         let Some(delta) = delta else { return base };
         let batch = dims[0];
         assert_fits(&self.target, delta, batch);
         let tokens = dims[1..D - 1].iter().product::<usize>();
         let low_rank = delta.apply_tokens(x.reshape([batch, tokens, self.target.d_in]));
-        base + low_rank.reshape(base_dims(dims, self.target.d_out))
+        base + low_rank.reshape(out_dims)
     }
 
     /// [`forward`](Self::forward) with this layer's delta looked up in `lora` by path.
