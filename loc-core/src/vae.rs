@@ -17,7 +17,7 @@ use crate::device::{to_dtype, to_f32};
 use crate::error::ModelError;
 use crate::nn::attention::Attention;
 use crate::nn::resnet::{Downsample2D, ResnetBlock2D, Upsample2D};
-use crate::nn::{conv2d, group_norm, join};
+use crate::nn::{conv2d, group_norm, join, norm};
 use crate::weights::{Weights, load_safetensors_remapped, read_config, weights_file};
 
 /// The VAE's norms use this epsilon throughout.
@@ -305,7 +305,7 @@ impl AutoencoderKL {
             }
         }
         h = e.mid_block.forward(h);
-        let mut moments = e.conv_out.forward(silu(e.conv_norm_out.forward(h)));
+        let mut moments = e.conv_out.forward(silu(norm::group_norm(&e.conv_norm_out, h)));
         if let Some(conv) = &self.quant_conv {
             moments = conv.forward(moments);
         }
@@ -334,7 +334,7 @@ impl AutoencoderKL {
                 h = up.forward(h, [2 * height, 2 * width]);
             }
         }
-        to_f32(d.conv_out.forward(silu(d.conv_norm_out.forward(h))))
+        to_f32(d.conv_out.forward(silu(norm::group_norm(&d.conv_norm_out, h))))
     }
 
     /// The factor that scales latents to unit variance for the UNet.

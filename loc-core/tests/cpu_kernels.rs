@@ -1,15 +1,20 @@
-//! burn-flex's kernels as patched in `vendor/burn-flex` (PATCHES.md), against their plain
-//! definitions: the element-wise loops split across threads, the broadcasting loops, the
+//! The CPU kernels against their plain definitions. burn-flex's, as patched in `vendor/burn-flex`
+//! (PATCHES.md): the element-wise loops split across threads, the broadcasting loops, the
 //! vectorized exp, sigmoid, GELU and softmax, attention's vectorized softmax, the 2D convolution by
-//! im2col on the NCHW input, and the stride-1 transposed convolution run as a convolution.
+//! im2col on the NCHW input, and the stride-1 transposed convolution run as a convolution. And
+//! loc-core's own: the fused group norm and its backward (`loc_core::nn::norm`).
 
 mod common;
 
+use burn::backend::Dispatch;
+use burn::module::Param;
+use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::module::{attention, conv_transpose2d, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions, ConvTransposeOptions};
 use common::{fixed, values};
+use loc_core::nn::norm::{self, FusedGroupNorm};
 
 /// Enough elements (2^16 and more) that every loop below runs on several threads.
 const LARGE: [usize; 4] = [8, 64, 16, 9];
@@ -252,6 +257,84 @@ fn transposed_convolutions_equal_their_definition() {
         let got = values(out);
         let worst = got.iter().zip(&expected).map(|(&g, &e)| (g as f64 - e).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-5, "stride {stride} padding {padding} dilation {dilation} kernel {kernel}: {worst}");
+    }
+}
+
+/// The fused group norm's forward against its definition in f64, and its gradients (input, scale,
+/// shift) against burn's autodiff through burn-nn's composed group norm. The shapes give rows with
+/// and without lane tails, one channel per group, rows split over threads, and a strided input.
+#[test]
+fn fused_group_norm_equals_its_definition_and_burn_nns_gradients() {
+    let device = Device::flex().autodiff();
+    let cases =
+        [([2, 12, 5, 7], 3, false), ([3, 64, 16, 16], 32, false), ([2, 8, 3, 1], 8, false), ([1, 32, 40, 30], 4, true)];
+    for (shape, groups, strided) in cases {
+        let [n, c, h, w] = shape;
+        let count = n * c * h * w;
+        let init = GroupNormConfig::new(groups, c).with_epsilon(1e-5).init(&device);
+        let norm = GroupNorm {
+            gamma: Some(Param::from_tensor(fixed([c], &device).add_scalar(1.5))),
+            beta: Some(Param::from_tensor(fixed([c + 3], &device).narrow(0, 3, c))),
+            ..init
+        };
+        // A mean far from zero, and a gradient unlike the input.
+        let x = fixed(shape, &device).mul_scalar(3.0).add_scalar(2.0).require_grad();
+        // A fresh view for each graph, so that neither backward consumes a step the other needs.
+        let input_of = || if strided { x.clone().swap_dims(2, 3) } else { x.clone() };
+        let input = input_of();
+        let [_, _, h_in, w_in] = input.dims();
+        let dy = fixed([count + 11], &device).narrow(0, 11, count).reshape([n, c, h_in, w_in]);
+
+        let fused = Tensor::<3>::from_dispatch(<Dispatch as FusedGroupNorm>::group_norm(
+            input.clone().reshape([n, c, h * w]).into_dispatch(),
+            norm.gamma.as_ref().unwrap().val().into_dispatch(),
+            norm.beta.as_ref().unwrap().val().into_dispatch(),
+            groups,
+            1e-5,
+        ))
+        .reshape([n, c, h_in, w_in]);
+        assert_eq!(
+            values(norm::group_norm(&norm, input.clone())),
+            values(fused.clone()),
+            "the wrapper runs the fused op"
+        );
+
+        let (xs, gammas, betas) = (
+            values(input.clone()),
+            values(norm.gamma.as_ref().unwrap().val()),
+            values(norm.beta.as_ref().unwrap().val()),
+        );
+        let got = values(fused.clone());
+        let group_len = c / groups * h * w;
+        for (row, chunk) in xs.chunks(group_len).enumerate() {
+            let mean = chunk.iter().map(|&v| v as f64).sum::<f64>() / group_len as f64;
+            let var = chunk.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / group_len as f64;
+            for (k, &v) in chunk.iter().enumerate() {
+                let i = row * group_len + k;
+                let channel = i / (h * w) % c;
+                let exact = (v as f64 - mean) / (var + 1e-5).sqrt() * gammas[channel] as f64 + betas[channel] as f64;
+                assert!(
+                    (got[i] as f64 - exact).abs() < 2e-6 * (1.0 + exact.abs()),
+                    "{shape:?}: y at {i}: {} vs {exact}",
+                    got[i]
+                );
+            }
+        }
+
+        let fused_grads = (fused * dy.clone()).sum().backward();
+        let composed_grads = (norm.forward(input_of()) * dy).sum().backward();
+        let grad = |t: &Tensor<4>, grads| values(t.grad(grads).expect("a gradient"));
+        let param_grad =
+            |p: &Option<Param<Tensor<1>>>, grads| values(p.as_ref().unwrap().val().grad(grads).expect("a gradient"));
+        for (what, got, want) in [
+            ("x", grad(&x, &fused_grads), grad(&x, &composed_grads)),
+            ("gamma", param_grad(&norm.gamma, &fused_grads), param_grad(&norm.gamma, &composed_grads)),
+            ("beta", param_grad(&norm.beta, &fused_grads), param_grad(&norm.beta, &composed_grads)),
+        ] {
+            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let diff = got.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff <= 2e-5 * scale, "{shape:?}: d{what} differs by {diff} (x{scale})");
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 
 use burn::nn::GroupNorm;
 
-use super::{group_norm, join};
+use super::{group_norm, join, norm};
 use crate::lora::{LoraLayerConfig, LoraLinear, LoraSet, LoraTarget};
 
 fn projection(d_in: usize, d_out: usize, bias: bool, path: &str, name: &str, device: &Device) -> LoraLinear {
@@ -71,7 +71,7 @@ impl Attention {
     pub fn forward_spatial(&self, x: Tensor<4>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let normed = match &self.group_norm {
-            Some(norm) => norm.forward(x.clone()),
+            Some(layer) => norm::group_norm(layer, x.clone()),
             None => x.clone(),
         };
         let tokens = normed.reshape([n, c, h * w]).swap_dims(1, 2);

@@ -1,6 +1,7 @@
 //! Building blocks shared by the diffusers models, named like diffusers' classes and keys.
 //!
 //! - [`embeddings`]: sinusoidal `Timesteps` and `TimestepEmbedding`.
+//! - [`norm`]: group norm as one op with its own backward on the CPU.
 //! - [`resnet`]: `ResnetBlock2D`, `Downsample2D`, `Upsample2D`.
 //! - [`attention`]: `Attention` (self or cross; every projection a LoRA target).
 //! - [`transformer_2d`]: `Transformer2DModel`, `BasicTransformerBlock`, GEGLU feed-forward.
@@ -8,6 +9,7 @@
 
 pub mod attention;
 pub mod embeddings;
+pub mod norm;
 pub mod resnet;
 pub mod transformer_2d;
 

@@ -10,7 +10,7 @@ use burn::nn::{GroupNorm, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::silu;
 
-use super::{conv2d, group_norm};
+use super::{conv2d, group_norm, norm};
 
 /// `norm1 -> silu -> conv1 (+ time_emb_proj(silu(temb))) -> norm2 -> silu -> conv2`, plus the
 /// input (through `conv_shortcut` when the channel count changes). VAE blocks have no time
@@ -39,12 +39,12 @@ impl ResnetBlock2D {
 
     /// `x: [N, C_in, H, W]`, `temb: [N, T]` -> `[N, C_out, H, W]`.
     pub fn forward(&self, x: Tensor<4>, temb: Option<Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = self.conv1.forward(silu(norm::group_norm(&self.norm1, x.clone())));
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let [n, c, _, _] = h.dims();
             h = h + proj.forward(silu(temb)).reshape([n, c, 1, 1]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(silu(norm::group_norm(&self.norm2, h)));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,

@@ -8,7 +8,7 @@ use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::attention::Attention;
-use super::{gelu, group_norm, join};
+use super::{gelu, group_norm, join, norm};
 use crate::lora::{LoraConv1x1, LoraLayerConfig, LoraLinear, LoraSet, LoraTarget};
 
 /// GEGLU: `proj` to twice the width, then `hidden * gelu(gate)`.
@@ -150,7 +150,7 @@ impl Transformer2DModel {
     pub fn forward(&self, x: Tensor<4>, context: Tensor<3>, lora: Option<&LoraSet>) -> Tensor<4> {
         let [n, c, h, w] = x.dims();
         let residual = x.clone();
-        let x = self.norm.forward(x);
+        let x = norm::group_norm(&self.norm, x);
         let tokens = |x: Tensor<4>| x.reshape([n, c, h * w]).swap_dims(1, 2);
         let mut x = match &self.proj_in {
             Projection::Conv(conv) => tokens(conv.forward_lora(x, lora)),

@@ -18,7 +18,7 @@ use crate::error::ModelError;
 use crate::lora::{LoraSet, LoraTarget};
 use crate::nn::embeddings::{TimestepEmbedding, timestep_embedding};
 use crate::nn::transformer_2d::Transformer2DConfig;
-use crate::nn::{conv2d, group_norm};
+use crate::nn::{conv2d, group_norm, norm};
 use crate::weights::{Weights, load_safetensors, weights_file};
 
 #[derive(Module, Debug)]
@@ -153,6 +153,6 @@ impl UNet2DConditionModel {
             x = block.forward(x, &mut skips, temb.clone(), context.clone(), lora);
         }
         // 6. post-process
-        to_f32(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        to_f32(self.conv_out.forward(silu(norm::group_norm(&self.conv_norm_out, x))))
     }
 }
