@@ -263,7 +263,7 @@ where
     L: Copy + Sync,
     R: Copy + Sync,
     Out: Copy + Send,
-    F: Fn(L, R) -> Out + Sync,
+    F: Fn(L, R) -> Out + Sync + Copy,
 {
     let numel = lhs_layout.num_elements();
     if numel == 0 {
@@ -283,14 +283,24 @@ where
             // The dense and broadcast stretches run in loops compiled for the vector
             // instructions found at run time (LoC-rs patch).
             match (l_st, r_st) {
-                (1, 1) => crate::math::zip_into(&lhs[lb..lb + n], &rhs[rb..rb + n], out, &op),
+                (1, 1) => crate::math::zip_into(&lhs[lb..lb + n], &rhs[rb..rb + n], out, op),
                 (1, 0) => {
                     let b = rhs[rb];
-                    crate::math::map_into(&lhs[lb..lb + n], out, |a| op(a, b));
+                    crate::math::map_into(
+                        &lhs[lb..lb + n],
+                        out,
+                        #[inline(always)]
+                        move |a| op(a, b),
+                    );
                 }
                 (0, 1) => {
                     let a = lhs[lb];
-                    crate::math::map_into(&rhs[rb..rb + n], out, |b| op(a, b));
+                    crate::math::map_into(
+                        &rhs[rb..rb + n],
+                        out,
+                        #[inline(always)]
+                        move |b| op(a, b),
+                    );
                 }
                 _ => {
                     for (i, d) in out.iter_mut().enumerate() {
@@ -322,7 +332,7 @@ pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S
 where
     D: Copy + Send,
     S: Copy + Sync,
-    F: Fn(D, S) -> D + Sync,
+    F: Fn(D, S) -> D + Sync + Copy,
 {
     debug_assert!(
         nest.lhs_is_dense(),
@@ -348,10 +358,14 @@ where
             let run = &mut chunk[o..o + n];
             // Run-time dispatched loops, as in `zip_map` (LoC-rs patch).
             match r_st {
-                1 => crate::math::zip_inplace(run, &src[rb..rb + n], &op),
+                1 => crate::math::zip_inplace(run, &src[rb..rb + n], op),
                 0 => {
                     let s = src[rb];
-                    crate::math::map_inplace(run, |d| op(d, s));
+                    crate::math::map_inplace(
+                        run,
+                        #[inline(always)]
+                        move |d| op(d, s),
+                    );
                 }
                 _ => {
                     for (i, d) in run.iter_mut().enumerate() {
@@ -782,7 +796,7 @@ mod tests {
         dst_layout: &Layout,
         src: &[E],
         src_layout: &Layout,
-        op: impl Fn(E, E) -> E + Sync,
+        op: impl Fn(E, E) -> E + Sync + Copy,
     ) -> Option<()> {
         let nest = collapse_for_zip(dst_layout, src_layout)?;
         if !nest.lhs_is_dense_from_zero() {
