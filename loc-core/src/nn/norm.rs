@@ -250,23 +250,20 @@ fn backward(
             let group = row % groups;
             // Over the row: sum(gamma * dy) and sum(gamma * dy * x_hat).
             let (mut sum_g, mut sum_gx) = (0.0f32, 0.0f32);
-            for c in 0..cg {
-                let (x, dy) = (&x[c * s..(c + 1) * s], &dy[c * s..(c + 1) * s]);
+            let group_gammas = &gammas[group * cg..(group + 1) * cg];
+            let channels = x.chunks(s).zip(dy.chunks(s)).zip(group_gammas);
+            for (((x, dy), &gamma), (dgamma, dbeta)) in channels.zip(dgamma_part.iter_mut().zip(dbeta_part)) {
                 let sum_dy = lane_sum(dy, |v| v);
                 let sum_dy_xhat = lane_dot(dy, x, |g, v| g * (v - mean)) * rstd;
-                dgamma_part[c] = sum_dy_xhat;
-                dbeta_part[c] = sum_dy;
-                let gamma = gammas[group * cg + c];
+                (*dgamma, *dbeta) = (sum_dy_xhat, sum_dy);
                 sum_g += gamma * sum_dy;
                 sum_gx += gamma * sum_dy_xhat;
             }
             let (a, b) = (sum_g / row_len as f32, sum_gx / row_len as f32);
-            for c in 0..cg {
-                let scale = gammas[group * cg + c];
-                let range = c * s..(c + 1) * s;
-                for ((dx, &x), &dy) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
+            for ((dx, (x, dy)), &gamma) in dx.chunks_mut(s).zip(x.chunks(s).zip(dy.chunks(s))).zip(group_gammas) {
+                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
                     let x_hat = (x - mean) * rstd;
-                    *dx = rstd * (scale * dy - a - x_hat * b);
+                    *dx = rstd * (gamma * dy - a - x_hat * b);
                 }
             }
         });
@@ -299,8 +296,8 @@ fn lane_dot(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&a, &b)| f(a, b)).sum();
     for (a, b) in a_chunks.zip(b_chunks) {
-        for i in 0..LANES {
-            lanes[i] += f(a[i], b[i]);
+        for (lane, (&a, &b)) in lanes.iter_mut().zip(a.iter().zip(b)) {
+            *lane += f(a, b);
         }
     }
     lanes.iter().sum::<f32>() + tail
