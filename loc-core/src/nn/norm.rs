@@ -144,12 +144,23 @@ impl Dims {
     }
 }
 
-/// The tensor's elements in order (a view of its buffer once contiguous).
-fn elements(x: &FlexTensor) -> (FlexTensor, std::ops::Range<usize>) {
-    let x = if x.is_contiguous() { x.clone() } else { x.to_contiguous() };
-    let start = x.layout().start_offset();
-    let len = x.layout().shape().num_elements();
-    (x, start..start + len)
+/// A tensor's f32 elements in order: its own buffer when contiguous, a contiguous copy otherwise.
+struct Elements {
+    tensor: FlexTensor,
+    range: std::ops::Range<usize>,
+}
+
+impl Elements {
+    fn of(x: &FlexTensor) -> Self {
+        let tensor = if x.is_contiguous() { x.clone() } else { x.to_contiguous() };
+        let start = tensor.layout().start_offset();
+        let range = start..start + tensor.layout().shape().num_elements();
+        Self { tensor, range }
+    }
+
+    fn values(&self) -> &[f32] {
+        &self.tensor.storage::<f32>()[self.range.clone()]
+    }
 }
 
 fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
@@ -169,12 +180,8 @@ fn forward(
     epsilon: f64,
 ) -> (FlexTensor, Vec<Stats>) {
     let dims = Dims::of(x, groups);
-    let (x_buf, x_range) = elements(x);
-    let (gamma_buf, gamma_range) = elements(gamma);
-    let (beta_buf, beta_range) = elements(beta);
-    let xs = &x_buf.storage::<f32>()[x_range];
-    let gammas = &gamma_buf.storage::<f32>()[gamma_range];
-    let betas = &beta_buf.storage::<f32>()[beta_range];
+    let (x, gamma, beta) = (Elements::of(x), Elements::of(gamma), Elements::of(beta));
+    let (xs, gammas, betas) = (x.values(), gamma.values(), beta.values());
     assert_eq!(
         gammas.len(),
         dims.channels,
@@ -213,7 +220,7 @@ fn forward(
                 }
             }
         });
-    (tensor(y, x.layout().shape().clone()), stats)
+    (tensor(y, x.tensor.layout().shape().clone()), stats)
 }
 
 /// The input's gradient, and the scale's and shift's when `affine_grads`.
@@ -226,12 +233,8 @@ fn backward(
     affine_grads: bool,
 ) -> (FlexTensor, Option<(FlexTensor, FlexTensor)>) {
     let dims = Dims::of(x, groups);
-    let (x_buf, x_range) = elements(x);
-    let (dy_buf, dy_range) = elements(dy);
-    let (gamma_buf, gamma_range) = elements(gamma);
-    let xs = &x_buf.storage::<f32>()[x_range];
-    let dys = &dy_buf.storage::<f32>()[dy_range];
-    let gammas = &gamma_buf.storage::<f32>()[gamma_range];
+    let (x, dy, gamma) = (Elements::of(x), Elements::of(dy), Elements::of(gamma));
+    let (xs, dys, gammas) = (x.values(), dy.values(), gamma.values());
 
     let (row_len, cg, s) = (dims.row_len(), dims.group_channels(), dims.spatial);
     let mut dx = vec![0.0f32; xs.len()];
@@ -267,7 +270,7 @@ fn backward(
                 }
             }
         });
-    let dx = tensor(dx, x.layout().shape().clone());
+    let dx = tensor(dx, x.tensor.layout().shape().clone());
     let affine = affine_grads.then(|| {
         let channels = dims.channels;
         let column_sums = |parts: &[f32]| {
@@ -296,8 +299,9 @@ fn lane_dot(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(&a, &b)| f(a, b)).sum();
     for (a, b) in a_chunks.zip(b_chunks) {
-        for (lane, (&a, &b)) in lanes.iter_mut().zip(a.iter().zip(b)) {
-            *lane += f(a, b);
+        #[allow(clippy::needless_range_loop)] // indexed, so that LLVM sees sixteen fixed lanes
+        for i in 0..LANES {
+            lanes[i] += f(a[i], b[i]);
         }
     }
     lanes.iter().sum::<f32>() + tail
