@@ -182,20 +182,15 @@ fn forward(
     let dims = Dims::of(x, groups);
     let (x, gamma, beta) = (Elements::of(x), Elements::of(gamma), Elements::of(beta));
     let (xs, gammas, betas) = (x.values(), gamma.values(), beta.values());
-    assert_eq!(
-        gammas.len(),
-        dims.channels,
-        "group_norm: gamma has {} values for {} channels",
-        gammas.len(),
-        dims.channels
-    );
-    assert_eq!(
-        betas.len(),
-        dims.channels,
-        "group_norm: beta has {} values for {} channels",
-        betas.len(),
-        dims.channels
-    );
+    for (name, values) in [("gamma", gammas), ("beta", betas)] {
+        assert_eq!(
+            values.len(),
+            dims.channels,
+            "group_norm: {name} has {} values for {} channels",
+            values.len(),
+            dims.channels
+        );
+    }
 
     let row_len = dims.row_len();
     let mut y = vec![0.0f32; xs.len()];
